@@ -1,0 +1,53 @@
+// One loaded engine: a backend plus the scheduler config, and the three stages
+// of a sample (text encoding, the reflection loop, VAE decoding).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "w2sd/ddim_schedule.h"
+#include "w2sd/guided_model.h"
+#include "w2sd/inference_backend.h"
+#include "w2sd/reflection.h"
+
+namespace w2sd {
+
+struct LoopRequest {
+  LatentShape shape;
+  int64_t num_inference_steps = 0;
+  // Reflection window: explicit indices if `use_indices`, else the first `reflection_steps`.
+  int64_t reflection_steps = 0;
+  bool use_indices = false;
+  std::vector<int64_t> reflection_indices;
+  InversionMode inversion = InversionMode::kOfficial;
+  int64_t text_len = 0, text_dim = 0;
+  std::array<RoleConditioning, kNumRoles> roles;
+};
+
+struct LoopStats {
+  int64_t unet_calls = 0;
+  double loop_seconds = 0.0;
+  double unet_seconds = 0.0;  // sum over UNet calls, as measured around the backend
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<InferenceBackend> backend, SchedulerConfig scheduler);
+
+  InferenceBackend& backend() { return *backend_; }
+  const SchedulerConfig& scheduler() const { return scheduler_; }
+
+  // The DDIM timesteps this engine uses for T steps (for callers and tests).
+  std::vector<int64_t> timesteps(int64_t num_inference_steps) const;
+
+  // Runs the W2SD loop in place on `latents` (request.shape.count() floats).
+  LoopStats run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress);
+
+ private:
+  std::unique_ptr<InferenceBackend> backend_;
+  SchedulerConfig scheduler_;
+};
+
+}  // namespace w2sd

@@ -1,0 +1,58 @@
+// Classifier-free guidance around a backend's UNets: for a role it batches the
+// unconditional and conditional passes into one call of batch 2B (or runs the
+// conditional pass alone when the guidance is exactly 1) and combines them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "w2sd/inference_backend.h"
+#include "w2sd/reflection.h"
+
+namespace w2sd {
+
+struct LatentShape {
+  int64_t batch = 0, channels = 0, height = 0, width = 0;
+  int64_t count() const { return batch * channels * height * width; }
+};
+
+// Per-role conditioning: which UNet, guidance scale and text embeddings
+// (each (batch, text_len, text_dim), host memory, valid while the model lives).
+struct RoleConditioning {
+  int unet = 0;
+  float guidance = 1.0f;
+  const float* cond = nullptr;
+  const float* uncond = nullptr;  // may be null when guidance == 1
+};
+
+class GuidedModel {
+ public:
+  GuidedModel(InferenceBackend& backend, LatentShape shape, int64_t text_len, int64_t text_dim,
+              const std::array<RoleConditioning, kNumRoles>& roles);
+
+  // e_role(x, t) for the whole latent batch; out holds shape.count() floats.
+  void predict(Role role, const float* x, int64_t timestep, float* out);
+  int64_t unet_calls() const { return unet_calls_; }
+  // Wall time spent inside the backend's UNet calls.
+  double unet_seconds() const { return unet_seconds_; }
+
+ private:
+  void timed_unet(int unet, const UnetInputs& in, float* out);
+
+  struct RoleState {
+    RoleConditioning cond;
+    bool batched = false;       // guidance != 1: one call with batch 2B
+    std::vector<float> text;    // [uncond; cond] or cond, built once
+  };
+  InferenceBackend& backend_;
+  LatentShape shape_;
+  int64_t text_len_, text_dim_;
+  std::array<RoleState, kNumRoles> roles_;
+  std::vector<float> sample_in_;  // 2B latents, reused every call
+  std::vector<float> unet_out_;   // 2B outputs, reused every call
+  int64_t unet_calls_ = 0;
+  double unet_seconds_ = 0.0;
+};
+
+}  // namespace w2sd

@@ -1,0 +1,38 @@
+// The backend interface: what the core needs evaluated, nothing about how.
+// Implementations: OrtBackend (ONNX Runtime, CPU execution provider).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace w2sd {
+
+// One UNet evaluation. Pointers are host memory for host backends; all float32.
+struct UnetInputs {
+  const float* sample = nullptr;  // (batch, channels, height, width)
+  int64_t batch = 0, channels = 0, height = 0, width = 0;
+  float timestep = 0.0f;
+  const float* text = nullptr;  // encoder_hidden_states (batch, text_len, text_dim)
+  int64_t text_len = 0, text_dim = 0;
+};
+
+// A float32 tensor owned by the caller after a one-off call (text, VAE).
+struct HostTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+class InferenceBackend {
+ public:
+  virtual ~InferenceBackend() = default;
+  virtual int num_unets() const = 0;
+  // Writes the UNet output (same shape as the sample) into out.
+  virtual void run_unet(int unet, const UnetInputs& in, float* out) = 0;
+  // input_ids (batch, length) -> encoder hidden states (batch, length, dim).
+  virtual HostTensor encode_text(const int64_t* input_ids, int64_t batch, int64_t length) = 0;
+  // Scaled latents (batch, c, h, w) -> image (batch, 3, 8h, 8w) in [-1, 1].
+  virtual HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels,
+                                    int64_t height, int64_t width) = 0;
+};
+
+}  // namespace w2sd

@@ -1,0 +1,48 @@
+// InferenceBackend on ONNX Runtime (CPU execution provider): one session per
+// distinct UNet artifact, one for the text encoder, one for the VAE decoder.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "w2sd/inference_backend.h"
+
+namespace w2sd {
+
+struct OrtModelNames {
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+};
+
+struct OrtBackendConfig {
+  std::string library_path;             // libonnxruntime.so.* to load
+  std::vector<std::string> unet_paths;  // one per distinct UNet artifact
+  std::string text_encoder_path;
+  std::string vae_decoder_path;
+  // {sample, timestep, encoder_hidden_states} -> {out}
+  OrtModelNames unet_names{{"sample", "timestep", "encoder_hidden_states"}, {"out_sample"}};
+  OrtModelNames text_encoder_names{{"input_ids"}, {"last_hidden_state"}};
+  OrtModelNames vae_decoder_names{{"latent_sample"}, {"sample"}};
+  int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
+  // 0 disable, 1 basic, 2 extended, 99 all (GraphOptimizationLevel)
+  int graph_optimization_level = 99;
+};
+
+class OrtBackend final : public InferenceBackend {
+ public:
+  explicit OrtBackend(const OrtBackendConfig& config);
+  ~OrtBackend() override;
+
+  int num_unets() const override;
+  void run_unet(int unet, const UnetInputs& in, float* out) override;
+  HostTensor encode_text(const int64_t* input_ids, int64_t batch, int64_t length) override;
+  HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels,
+                            int64_t height, int64_t width) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace w2sd

@@ -1,0 +1,161 @@
+#include "w2sd/ort_backend.h"
+
+#include <array>
+#include <filesystem>
+
+#include "w2sd/ort_api.h"
+#include "w2sd/ort_library.h"
+#include "w2sd/status.h"
+
+namespace w2sd {
+namespace {
+
+// Converts ONNX Runtime's exceptions into the core's one error type.
+template <typename Fn>
+auto ort_call(const char* what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Ort::Exception& e) {
+    detail::throw_error(ErrorCode::kBackend, what, ": ONNX Runtime error: ", e.what());
+  }
+}
+
+Ort::Env& shared_env() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "w2sd");
+  return env;
+}
+
+struct NamedSession {
+  std::unique_ptr<Ort::Session> session;
+  std::vector<std::string> input_names, output_names;
+  std::vector<const char*> inputs, outputs;  // c_str views of the names above
+
+  NamedSession(const std::string& path, const OrtModelNames& names,
+               const Ort::SessionOptions& options, const char* what)
+      : input_names(names.inputs), output_names(names.outputs) {
+    if (!std::filesystem::is_regular_file(path)) {
+      detail::throw_error(ErrorCode::kNotFound, what, ": model file '", path, "' does not exist");
+    }
+    session = ort_call(what, [&] {
+      return std::make_unique<Ort::Session>(shared_env(), path.c_str(), options);
+    });
+    for (const auto& n : input_names) inputs.push_back(n.c_str());
+    for (const auto& n : output_names) outputs.push_back(n.c_str());
+    check_names(what);
+  }
+
+  void check_names(const char* what) const {
+    Ort::AllocatorWithDefaultOptions alloc;
+    const size_t n_in = session->GetInputCount();
+    std::vector<std::string> model_inputs;
+    for (size_t i = 0; i < n_in; ++i) {
+      model_inputs.emplace_back(session->GetInputNameAllocated(i, alloc).get());
+    }
+    for (const auto& name : input_names) {
+      bool found = false;
+      for (const auto& m : model_inputs) found = found || m == name;
+      if (!found) {
+        detail::throw_error(ErrorCode::kInvalidArgument, what, ": model has no input '", name,
+                            "'");
+      }
+    }
+  }
+};
+
+}  // namespace
+
+struct OrtBackend::Impl {
+  Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::RunOptions run_options;
+  std::vector<NamedSession> unets;
+  std::unique_ptr<NamedSession> text_encoder;
+  std::unique_ptr<NamedSession> vae_decoder;
+};
+
+OrtBackend::OrtBackend(const OrtBackendConfig& config) {
+  load_ort_library(config.library_path);
+  W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
+  impl_ = std::make_unique<Impl>();
+  Ort::SessionOptions options = ort_call("session options", [&] {
+    Ort::SessionOptions o;
+    o.SetIntraOpNumThreads(config.intra_op_threads);
+    o.SetGraphOptimizationLevel(static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
+    return o;
+  });
+  for (const auto& path : config.unet_paths) {
+    impl_->unets.emplace_back(path, config.unet_names, options, "UNet");
+  }
+  impl_->text_encoder = std::make_unique<NamedSession>(
+      config.text_encoder_path, config.text_encoder_names, options, "text encoder");
+  impl_->vae_decoder = std::make_unique<NamedSession>(
+      config.vae_decoder_path, config.vae_decoder_names, options, "VAE decoder");
+}
+
+OrtBackend::~OrtBackend() = default;
+
+int OrtBackend::num_unets() const { return static_cast<int>(impl_->unets.size()); }
+
+void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
+  W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
+  NamedSession& s = impl_->unets[static_cast<size_t>(unet)];
+  const std::array<int64_t, 4> sample_shape{in.batch, in.channels, in.height, in.width};
+  const std::array<int64_t, 1> t_shape{1};
+  const std::array<int64_t, 3> text_shape{in.batch, in.text_len, in.text_dim};
+  const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
+  float timestep = in.timestep;
+  ort_call("UNet", [&] {
+    // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
+    std::array<Ort::Value, 3> inputs{
+        Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.sample), sample_count,
+                                        sample_shape.data(), sample_shape.size()),
+        Ort::Value::CreateTensor<float>(impl_->cpu, &timestep, 1, t_shape.data(), t_shape.size()),
+        Ort::Value::CreateTensor<float>(
+            impl_->cpu, const_cast<float*>(in.text),
+            static_cast<size_t>(in.batch * in.text_len * in.text_dim), text_shape.data(),
+            text_shape.size())};
+    Ort::Value output = Ort::Value::CreateTensor<float>(impl_->cpu, out, sample_count,
+                                                        sample_shape.data(), sample_shape.size());
+    s.session->Run(impl_->run_options, s.inputs.data(), inputs.data(), inputs.size(),
+                   s.outputs.data(), &output, 1);
+    return 0;
+  });
+}
+
+namespace {
+HostTensor to_host(Ort::Value& value) {
+  HostTensor t;
+  auto info = value.GetTensorTypeAndShapeInfo();
+  t.shape = info.GetShape();
+  const float* data = value.GetTensorData<float>();
+  t.data.assign(data, data + info.GetElementCount());
+  return t;
+}
+}  // namespace
+
+HostTensor OrtBackend::encode_text(const int64_t* input_ids, int64_t batch, int64_t length) {
+  NamedSession& s = *impl_->text_encoder;
+  const std::array<int64_t, 2> shape{batch, length};
+  return ort_call("text encoder", [&] {
+    Ort::Value ids = Ort::Value::CreateTensor<int64_t>(
+        impl_->cpu, const_cast<int64_t*>(input_ids), static_cast<size_t>(batch * length),
+        shape.data(), shape.size());
+    auto outputs =
+        s.session->Run(impl_->run_options, s.inputs.data(), &ids, 1, s.outputs.data(), 1);
+    return to_host(outputs.at(0));
+  });
+}
+
+HostTensor OrtBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
+                                      int64_t height, int64_t width) {
+  NamedSession& s = *impl_->vae_decoder;
+  const std::array<int64_t, 4> shape{batch, channels, height, width};
+  return ort_call("VAE decoder", [&] {
+    Ort::Value z = Ort::Value::CreateTensor<float>(
+        impl_->cpu, const_cast<float*>(latents),
+        static_cast<size_t>(batch * channels * height * width), shape.data(), shape.size());
+    auto outputs = s.session->Run(impl_->run_options, s.inputs.data(), &z, 1, s.outputs.data(), 1);
+    return to_host(outputs.at(0));
+  });
+}
+
+}  // namespace w2sd

@@ -1,0 +1,21 @@
+"""Engine building entry point: one function per backend, chosen by name."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from w2sd.errors import InvalidArgumentError
+from w2sd.manifest import load_manifest
+
+from .cpu import build_cpu
+
+BUILDERS = {"cpu": build_cpu}
+
+
+def build_engine(engine_dir: str, backend: str, log: Callable[[str], None] | None = None
+                 ) -> dict[str, Any]:
+    if backend not in BUILDERS:
+        raise InvalidArgumentError(
+            f"backend: unknown backend {backend!r} (buildable here: {', '.join(BUILDERS)})"
+        )
+    return BUILDERS[backend](load_manifest(engine_dir), log=log)

@@ -1,0 +1,76 @@
+"""``w2sd build ENGINE_DIR --backend cpu``: graph-optimised ONNX Runtime models for the CPU EP.
+
+ONNX Runtime's graph optimisation (constant folding, node fusions) is done
+once here and saved, so that serving start-up does not redo it. The saved
+level is "extended": its fusions are hardware-independent, so the engine dir
+stays portable; the runtime adds only the cheap layout passes at load.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from w2sd.manifest import Manifest, artifact_entry, make_public
+
+BACKEND = "cpu"
+SAVED_LEVEL = "extended"
+
+
+def model_sources(manifest: Manifest) -> dict[str, str]:
+    """name -> exported ONNX file (relative) for every model the runtime loads."""
+    models = manifest.data["models"]
+    sources = {f"unet{i}": u["file"] for i, u in enumerate(manifest.data["unets"])}
+    sources["text_encoder"] = models["text_encoder"]["file"]
+    sources["vae_decoder"] = models["vae_decoder"]["file"]
+    return sources
+
+
+def _optimize(src: Path, dst: Path) -> None:
+    import onnxruntime as ort
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(dst)
+    so.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", dst.name + ".data"
+    )
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+
+
+def build_cpu(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write ``cpu/`` in the engine dir and record it in the manifest (atomically)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    root = manifest.root
+    sources = model_sources(manifest)
+    manifest.verify(sorted(set(sources.values())), full=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".cpu.build-"))
+    try:
+        files = {}
+        for i, (name, rel) in enumerate(sources.items(), 1):
+            log(f"[{i}/{len(sources)}] optimising {name} ({rel})")
+            _optimize(root / rel, tmp / name / "model.onnx")
+            files[name] = f"{BACKEND}/{name}/model.onnx"
+        final = root / BACKEND
+        if final.exists():
+            shutil.rmtree(final)
+        make_public(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    artifacts = {}
+    for f in sorted(final.rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(root).as_posix()
+            artifacts[rel] = artifact_entry(root, rel)
+    entry = {"files": files, "saved_optimization_level": SAVED_LEVEL, "artifacts": artifacts}
+    manifest.backends[BACKEND] = entry
+    manifest.save()
+    log(f"built backend '{BACKEND}' in {final}")
+    return entry
