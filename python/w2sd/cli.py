@@ -1,0 +1,269 @@
+"""The ``w2sd`` command: export, build, sample, demo, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import W2SDError
+
+DEMO_PROMPT = "a red bicycle in front of a house, photo"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+
+    def __init__(self, label: str, width: int = 30) -> None:
+        self.label = label
+        self.width = width
+        self.start = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> bool:
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        line = f"{self.label} [{bar}] {done}/{total} steps {elapsed:.1f}s"
+        if self.tty:
+            end = "\n" if done == total else ""
+            print("\r" + line, end=end, file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+        return True
+
+
+def _reflection_arg(text: str) -> int | list[int]:
+    """'12' -> 12 (the first 12 steps); '0,2,4' -> explicit step indices."""
+    try:
+        if "," in text:
+            return [int(p) for p in text.split(",") if p.strip()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int or a comma-separated list of ints, got {text!r}"
+        ) from None
+
+
+def _add_sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--negative-prompt", default=None, help="negative prompt (default: none)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="number of DDIM steps T (default: the engine's)")
+    p.add_argument("--reflection-steps", type=_reflection_arg, default=None, metavar="N|I,J,...",
+                   help="reflect on the first N steps, or on the listed step indices "
+                        "(default: the engine's)")
+    p.add_argument("--strong-guidance", type=float, default=None,
+                   help="guidance scale of the strong role")
+    p.add_argument("--weak-guidance", type=float, default=None,
+                   help="guidance scale of the weak role")
+    p.add_argument("--denoiser-guidance", type=float, default=None,
+                   help="guidance scale of the denoiser role (default: strong's)")
+    p.add_argument("--inversion", choices=("official", "exact"), default=None,
+                   help="official: the authors' inversion timestep (tau_{i+1}); "
+                        "exact: textbook DDIM inversion (tau_i)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels")
+    p.add_argument("--backend", default="cpu", help="inference backend (default: cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads (default: one per physical core)")
+    p.add_argument("-o", "--output", default="out.png", help="output PNG path")
+
+
+def _run_sample(engine_dir: str, prompt: str, args: argparse.Namespace) -> Path:
+    from .runtime import W2SDRuntime
+
+    t0 = time.perf_counter()
+    rt = W2SDRuntime(engine_dir, backend=args.backend, threads=args.threads)
+    t_load = time.perf_counter() - t0
+    image = rt.sample(
+        prompt,
+        args.negative_prompt,
+        num_inference_steps=args.steps,
+        reflection_steps=args.reflection_steps,
+        strong_guidance=args.strong_guidance,
+        weak_guidance=args.weak_guidance,
+        denoiser_guidance=args.denoiser_guidance,
+        inversion=args.inversion,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        callback=ProgressBar("sampling"),
+    )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    s = rt.last_stats
+    _log(
+        f"wrote {out} ({image.width}x{image.height}, seed {s['seed']}) | load {t_load:.2f}s, "
+        f"text {s['text_encode_s']:.3f}s, loop {s['loop_s']:.3f}s ({s['unet_calls']} UNet calls), "
+        f"VAE {s['vae_decode_s']:.3f}s, total {s['e2e_s']:.3f}s"
+    )
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export.engine_export import ExportOptions, export_engine
+
+    export_engine(
+        ExportOptions(
+            strong=Path(args.strong), weak=Path(args.weak),
+            denoiser=Path(args.denoiser) if args.denoiser else None, out=Path(args.out),
+            strong_guidance=args.strong_guidance, weak_guidance=args.weak_guidance,
+            denoiser_guidance=args.denoiser_guidance, num_inference_steps=args.steps,
+            reflection_steps=args.reflection_steps, inversion=args.inversion,
+            min_size=args.min_size, max_size=args.max_size, force=args.force,
+            verify=not args.no_verify,
+        )
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from .engines.build import build_engine
+
+    build_engine(args.engine_dir, args.backend)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    _run_sample(args.engine_dir, args.prompt, args)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import json
+
+    from .manifest import load_manifest
+    from .runtime import available_backends
+
+    m = load_manifest(args.engine_dir).data
+    info: dict[str, Any] = {
+        "family": m["family"],
+        "unets": [u["roles"] for u in m["unets"]],
+        "roles": m["roles"],
+        "defaults": m["defaults"],
+        "image": m["image"],
+        "prediction_type": m["scheduler"]["prediction_type"],
+        "built_backends": sorted(m.get("backends", {})),
+        "available_backends": available_backends(),
+    }
+    print(json.dumps(info, indent=1))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .engines.build import build_engine
+    from .export.engine_export import ExportOptions, export_engine
+    from .manifest import load_manifest
+    from .tiny_models import build_tiny_pair
+
+    t0 = time.perf_counter()
+    work = Path(args.workdir)
+    engine = work / "engine"
+    if not (engine / "manifest.json").is_file():
+        _log(f"demo: building the tiny local model pair in {work}")
+        strong, weak = build_tiny_pair(work / "models")
+        export_engine(ExportOptions(strong=strong, weak=weak, out=engine, force=True,
+                                    num_inference_steps=10, reflection_steps=5))
+    if "cpu" not in load_manifest(engine).backends:
+        build_engine(str(engine), "cpu")
+    if args.output is None:
+        args.output = str(work / "demo.png")
+    _run_sample(str(engine), args.prompt, args)
+    _log(f"demo finished in {time.perf_counter() - t0:.1f}s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="w2sd",
+        description="Weak-to-Strong Diffusion with Reflection (W2SD): export diffusers models to "
+                    "an engine dir, build it for a backend, and sample from it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "export", help="export strong/weak diffusers pipelines to an engine dir (needs torch)",
+        description="Export the strong and weak (and optional denoiser) diffusers pipeline "
+                    "folders to ONNX, with a manifest, into a new engine dir. Text encoder, "
+                    "VAE, tokenizer and scheduler come from the strong pipeline.",
+    )
+    p.add_argument("--strong", required=True, help="diffusers folder of the strong model")
+    p.add_argument("--weak", required=True, help="diffusers folder of the weak model")
+    p.add_argument("--denoiser", default=None,
+                   help="diffusers folder of the denoiser model (default: the strong one)")
+    p.add_argument("--out", required=True, help="engine dir to create")
+    p.add_argument("--strong-guidance", type=float, default=7.5,
+                   help="default guidance of the strong role (default: 7.5)")
+    p.add_argument("--weak-guidance", type=float, default=None,
+                   help="default guidance of the weak role (default: strong's if the UNets "
+                        "differ, else 1.0)")
+    p.add_argument("--denoiser-guidance", type=float, default=None,
+                   help="default guidance of the denoiser role (default: strong's)")
+    p.add_argument("--steps", type=int, default=25, help="default number of steps (default 25)")
+    p.add_argument("--reflection-steps", type=int, default=12,
+                   help="default reflection steps lambda (default 12)")
+    p.add_argument("--inversion", choices=("official", "exact"), default="official",
+                   help="default inversion mode (default: official)")
+    p.add_argument("--min-size", type=int, default=None, help="smallest height/width allowed")
+    p.add_argument("--max-size", type=int, default=None, help="largest height/width allowed")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip checking each ONNX model against its PyTorch module")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "build", help="prepare an engine dir for a backend",
+        description="Prepare backend artifacts in an engine dir. cpu: ONNX Runtime "
+                    "graph-optimised models, so that loading does no optimisation work.",
+    )
+    p.add_argument("engine_dir", help="engine dir made by `w2sd export`")
+    p.add_argument("--backend", default="cpu", help="backend to build (default: cpu)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "sample", help="generate an image with W2SD",
+        description="Generate one image from a built engine dir and write it as PNG.",
+    )
+    p.add_argument("engine_dir", help="engine dir built for --backend")
+    p.add_argument("prompt", help="text prompt")
+    _add_sample_args(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "demo", help="build a tiny local model pair, export, build and sample (no download)",
+        description="The embedded default: builds two tiny SD-1.x pipelines with fixed seeds "
+                    "(needs torch), exports and builds them once into --workdir, then samples "
+                    "with W2SD and writes a PNG.",
+    )
+    p.add_argument("--prompt", default=DEMO_PROMPT, help=f"prompt (default: {DEMO_PROMPT!r})")
+    p.add_argument("--workdir", default="w2sd-demo",
+                   help="where models and the engine dir go (default: ./w2sd-demo)")
+    _add_sample_args(p)
+    p.set_defaults(func=cmd_demo, output=None, seed=0)
+
+    p = sub.add_parser("info", help="show an engine dir's manifest summary")
+    p.add_argument("engine_dir")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except W2SDError as e:
+        _log(f"w2sd {args.command}: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _log(f"w2sd {args.command}: interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
