@@ -38,6 +38,28 @@ py::array_t<float> to_numpy(HostTensor&& t) {
   return py::array_t<float>(t.shape, owned->data(), free_when_done);
 }
 
+SchedulerConfig make_scheduler_config(int64_t num_train_timesteps, const FloatArray& alphas_cumprod,
+                                      bool set_alpha_to_one, int64_t steps_offset,
+                                      const std::string& timestep_spacing,
+                                      const std::string& prediction_type) {
+  SchedulerConfig sc;
+  sc.num_train_timesteps = num_train_timesteps;
+  sc.alphas_cumprod.assign(alphas_cumprod.data(), alphas_cumprod.data() + alphas_cumprod.size());
+  sc.set_alpha_to_one = set_alpha_to_one;
+  sc.steps_offset = steps_offset;
+  sc.timestep_spacing = parse_timestep_spacing(timestep_spacing);
+  sc.prediction_type = parse_prediction_type(prediction_type);
+  return sc;
+}
+
+FloatArray apply_update(const DdimSchedule& s, const FloatArray& e, const FloatArray& x,
+                        const DdimCoeffs& c) {
+  W2SD_CHECK_ARG(e.size() == x.size(), "model_output and sample must have the same size");
+  FloatArray out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  ddim_apply(e.data(), x.data(), out.mutable_data(), x.size(), c, s.prediction_type());
+  return out;
+}
+
 std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
                                         const std::vector<std::string>& unet_paths,
                                         const std::string& text_encoder_path,
@@ -47,13 +69,8 @@ std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
                                         const std::string& timestep_spacing,
                                         const std::string& prediction_type, int intra_op_threads,
                                         int graph_optimization_level) {
-  SchedulerConfig sc;
-  sc.num_train_timesteps = num_train_timesteps;
-  sc.alphas_cumprod.assign(alphas_cumprod.data(), alphas_cumprod.data() + alphas_cumprod.size());
-  sc.set_alpha_to_one = set_alpha_to_one;
-  sc.steps_offset = steps_offset;
-  sc.timestep_spacing = parse_timestep_spacing(timestep_spacing);
-  sc.prediction_type = parse_prediction_type(prediction_type);
+  SchedulerConfig sc = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
+                                             steps_offset, timestep_spacing, prediction_type);
   OrtBackendConfig bc;
   bc.library_path = library_path;
   bc.unet_paths = unet_paths;
@@ -163,19 +180,29 @@ PYBIND11_MODULE(_core, m) {
     return py::make_tuple(info.path, info.version, info.api_version);
   }, py::arg("path"), "Load ONNX Runtime's shared library; returns (path, version, api_version).");
 
-  m.def("ddim_update", [](float e, float x, float a, float a_next, const std::string& prediction) {
-    return ddim_update(e, x, make_coeffs(a, a_next), parse_prediction_type(prediction));
-  }, py::arg("e"), py::arg("x"), py::arg("a"), py::arg("a_next"), py::arg("prediction_type"),
-     "One element of a DDIM update from level a to level a_next (the shared host/device math).");
-
-  m.def("ddim_apply", [](FloatArray e, FloatArray x, float a, float a_next,
-                         const std::string& prediction) {
-    W2SD_CHECK_ARG(e.size() == x.size(), "e and x must have the same number of elements");
-    FloatArray out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-    ddim_apply(e.data(), x.data(), out.mutable_data(), x.size(), make_coeffs(a, a_next),
-               parse_prediction_type(prediction));
-    return out;
-  }, py::arg("e"), py::arg("x"), py::arg("a"), py::arg("a_next"), py::arg("prediction_type"));
+  py::class_<DdimSchedule>(m, "DdimSchedule",
+                           "DDIM timesteps and (inverse) steps, the math the loop runs.")
+      .def(py::init([](int64_t num_train_timesteps, FloatArray alphas_cumprod,
+                       bool set_alpha_to_one, int64_t steps_offset,
+                       const std::string& timestep_spacing, const std::string& prediction_type,
+                       int64_t num_inference_steps) {
+             return DdimSchedule(make_scheduler_config(num_train_timesteps, alphas_cumprod,
+                                                       set_alpha_to_one, steps_offset,
+                                                       timestep_spacing, prediction_type),
+                                 num_inference_steps);
+           }),
+           py::arg("num_train_timesteps"), py::arg("alphas_cumprod"), py::arg("set_alpha_to_one"),
+           py::arg("steps_offset"), py::arg("timestep_spacing"), py::arg("prediction_type"),
+           py::arg("num_inference_steps"))
+      .def_property_readonly("timesteps", &DdimSchedule::timesteps)
+      .def("step", [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
+        return apply_update(s, e, x, s.step_coeffs(t));
+      }, py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
+         "DDIMScheduler.step(model_output, timestep, sample).prev_sample")
+      .def("inverse_step", [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
+        return apply_update(s, e, x, s.inverse_step_coeffs(t));
+      }, py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
+         "DDIMInverseScheduler.step(model_output, timestep, sample).prev_sample");
 
   m.def("cfg_combine", [](FloatArray e_uncond, FloatArray e_cond, float guidance) {
     W2SD_CHECK_ARG(e_uncond.size() == e_cond.size(), "e_uncond and e_cond sizes differ");
@@ -194,15 +221,6 @@ PYBIND11_MODULE(_core, m) {
            py::arg("prediction_type"), py::arg("intra_op_threads") = 0,
            py::arg("graph_optimization_level") = 99,
            "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
-      .def("timesteps", &Engine::timesteps, py::arg("num_inference_steps"))
-      .def("step_coeffs", [](const Engine& e, int64_t steps, int64_t t) {
-        const DdimCoeffs c = DdimSchedule(e.scheduler(), steps).step_coeffs(t);
-        return py::make_tuple(c.sqrt_a, c.sqrt_1m_a, c.sqrt_a_next, c.sqrt_1m_a_next);
-      }, py::arg("num_inference_steps"), py::arg("timestep"))
-      .def("inverse_step_coeffs", [](const Engine& e, int64_t steps, int64_t t) {
-        const DdimCoeffs c = DdimSchedule(e.scheduler(), steps).inverse_step_coeffs(t);
-        return py::make_tuple(c.sqrt_a, c.sqrt_1m_a, c.sqrt_a_next, c.sqrt_1m_a_next);
-      }, py::arg("num_inference_steps"), py::arg("timestep"))
       .def("encode_text", [](Engine& e, Int64Array ids) {
         W2SD_CHECK_ARG(ids.ndim() == 2, "input_ids must be 2-D (batch, length)");
         HostTensor t;

@@ -47,7 +47,7 @@ DdimSchedule::DdimSchedule(SchedulerConfig config, int64_t num_inference_steps)
         const double step = t_count == 1 ? 0.0 : double(n - 1) / double(t_count - 1);
         const double v = double(i) * step;
         timesteps_[static_cast<size_t>(t_count - 1 - i)] =
-            static_cast<int64_t>(std::nearbyint(i == t_count - 1 ? double(n - 1) : v));
+            static_cast<int64_t>(std::nearbyint(i == t_count - 1 && t_count > 1 ? double(n - 1) : v));
       }
       break;
     case TimestepSpacing::kLeading:

@@ -17,10 +17,6 @@ Engine::Engine(std::unique_ptr<InferenceBackend> backend, SchedulerConfig schedu
   W2SD_CHECK_ARG(backend_ != nullptr, "backend must not be null");
 }
 
-std::vector<int64_t> Engine::timesteps(int64_t num_inference_steps) const {
-  return DdimSchedule(scheduler_, num_inference_steps).timesteps();
-}
-
 LoopStats Engine::run_loop(const LoopRequest& request, float* latents,
                            const ProgressFn& progress) {
   const DdimSchedule schedule(scheduler_, request.num_inference_steps);

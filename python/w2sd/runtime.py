@@ -46,6 +46,23 @@ def _core():  # type: ignore[no-untyped-def]
     return _core
 
 
+def scheduler_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler fields the C++ core takes, from a manifest's ``scheduler`` entry."""
+    return {
+        "num_train_timesteps": int(config["num_train_timesteps"]),
+        "alphas_cumprod": np.asarray(config["alphas_cumprod"], dtype=np.float32),
+        "set_alpha_to_one": bool(config["set_alpha_to_one"]),
+        "steps_offset": int(config["steps_offset"]),
+        "timestep_spacing": str(config["timestep_spacing"]),
+        "prediction_type": str(config["prediction_type"]),
+    }
+
+
+def ddim_schedule(config: dict[str, Any], num_inference_steps: int) -> Any:
+    """The C++ DdimSchedule for a scheduler config (timesteps, step, inverse_step)."""
+    return _core().DdimSchedule(**scheduler_kwargs(config), num_inference_steps=num_inference_steps)
+
+
 def to_uint8_images(image: np.ndarray) -> np.ndarray:
     """VAE output (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), as diffusers' postprocess."""
     x = np.clip(image / 2 + 0.5, 0.0, 1.0).transpose(0, 2, 3, 1)
@@ -112,19 +129,13 @@ class W2SDRuntime:
             self.manifest.path(text["tokenizer"]), int(text["max_length"]),
             int(text["pad_token_id"])
         )
-        sched = data["scheduler"]
         self._engine = _core().Engine(
             library_path=str(find_ort_library()),
             unet_paths=[str(self.manifest.path(files[f"unet{i}"]))
                         for i in range(len(data["unets"]))],
             text_encoder_path=str(self.manifest.path(files["text_encoder"])),
             vae_decoder_path=str(self.manifest.path(files["vae_decoder"])),
-            num_train_timesteps=int(sched["num_train_timesteps"]),
-            alphas_cumprod=np.asarray(sched["alphas_cumprod"], dtype=np.float32),
-            set_alpha_to_one=bool(sched["set_alpha_to_one"]),
-            steps_offset=int(sched["steps_offset"]),
-            timestep_spacing=str(sched["timestep_spacing"]),
-            prediction_type=str(sched["prediction_type"]),
+            **scheduler_kwargs(data["scheduler"]),
             intra_op_threads=threads or 0,
             graph_optimization_level=_ORT_LEVEL_ALL,
         )
@@ -145,7 +156,8 @@ class W2SDRuntime:
         }
 
     def timesteps(self, num_inference_steps: int) -> list[int]:
-        return list(self._engine.timesteps(num_inference_steps))
+        """The DDIM timesteps tau_0 > ... > tau_{T-1} this engine uses for T steps."""
+        return list(ddim_schedule(self.manifest.scheduler, num_inference_steps).timesteps)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Token ids -> text encoder hidden states (len(texts), max_length, hidden)."""
@@ -179,6 +191,8 @@ class W2SDRuntime:
         """
         t_start = time.perf_counter()
         d = self.defaults
+        if prompt is None:
+            raise InvalidArgumentError("prompt must be a str or a list of str, got None")
         prompts = _as_list(prompt, "prompt")
         batch = len(prompts)
         negatives = _as_list(negative_prompt, "negative_prompt", batch)

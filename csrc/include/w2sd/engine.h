@@ -39,9 +39,6 @@ class Engine {
   InferenceBackend& backend() { return *backend_; }
   const SchedulerConfig& scheduler() const { return scheduler_; }
 
-  // The DDIM timesteps this engine uses for T steps (for callers and tests).
-  std::vector<int64_t> timesteps(int64_t num_inference_steps) const;
-
   // Runs the W2SD loop in place on `latents` (request.shape.count() floats).
   LoopStats run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress);
 

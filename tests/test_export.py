@@ -1,0 +1,133 @@
+"""Every exported ONNX model against its PyTorch module (spec bound), and the engine dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import LATENT_RTOL, relative_diff
+
+from w2sd.export import onnx_export as ox
+
+
+def _onnx_run(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+
+
+def _torch_run(module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    with torch.no_grad():
+        return module(*inputs.values()).numpy()
+
+
+@pytest.mark.parametrize("batch,hw,t", [(2, 8, 981.0), (4, 16, 1.0), (1, 32, 500.0)])
+@pytest.mark.parametrize("unet_index,role", [(0, "strong"), (1, "weak")])
+def test_unet_onnx_matches_torch(engine_dir, tiny_pair, unet_index, role, batch, hw, t):  # type: ignore[no-untyped-def]
+    from diffusers import UNet2DConditionModel
+
+    folder = tiny_pair[0] if role == "strong" else tiny_pair[1]
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    gen = torch.Generator().manual_seed(batch * 100 + hw)
+    inputs = {
+        "sample": torch.randn(batch, 4, hw, hw, generator=gen),
+        "timestep": torch.tensor([t]),
+        "encoder_hidden_states": torch.randn(batch, 77, 32, generator=gen),
+    }
+    for rel in (f"unet{unet_index}/model.onnx", f"cpu/unet{unet_index}/model.onnx"):
+        got = _onnx_run(engine_dir / rel, inputs)
+        assert relative_diff(got, _torch_run(ox.UnetForExport(unet), inputs)) <= LATENT_RTOL
+
+
+def test_text_encoder_onnx_matches_torch(engine_dir, tiny_pair):  # type: ignore[no-untyped-def]
+    from transformers import CLIPTextModel
+
+    te = CLIPTextModel.from_pretrained(tiny_pair[0] / "text_encoder").eval()
+    ids = torch.randint(0, te.config.vocab_size, (3, 77), generator=torch.Generator().manual_seed(1))
+    for rel in ("text_encoder/model.onnx", "cpu/text_encoder/model.onnx"):
+        got = _onnx_run(engine_dir / rel, {"input_ids": ids})
+        assert relative_diff(got, _torch_run(ox.TextEncoderForExport(te), {"input_ids": ids})) \
+            <= LATENT_RTOL
+
+
+@pytest.mark.parametrize("hw", [8, 12])
+def test_vae_decoder_onnx_matches_torch(engine_dir, tiny_pair, hw):  # type: ignore[no-untyped-def]
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_pair[0] / "vae").eval()
+    z = {"latent_sample": torch.randn(2, 4, hw, hw, generator=torch.Generator().manual_seed(2))}
+    for rel in ("vae_decoder/model.onnx", "cpu/vae_decoder/model.onnx"):
+        got = _onnx_run(engine_dir / rel, z)
+        assert relative_diff(got, _torch_run(ox.VaeDecoderForExport(vae), z)) <= LATENT_RTOL
+
+
+def test_tokenizer_json_matches_pipeline_tokenizer(engine_dir, tiny_pair):  # type: ignore[no-untyped-def]
+    from transformers import CLIPTokenizer
+
+    from w2sd.tokenizer import ClipTokenizer
+
+    ref = CLIPTokenizer.from_pretrained(tiny_pair[0] / "tokenizer")
+    m = json.loads((engine_dir / "manifest.json").read_text())
+    ours = ClipTokenizer(engine_dir / m["text"]["tokenizer"], m["text"]["max_length"],
+                         m["text"]["pad_token_id"])
+    texts = ["a red bicycle", "", "A PHOTO of an Astronaut, riding a horse!!",
+             "unknownword xyzzy " * 40]
+    expected = ref(texts, padding="max_length", max_length=77, truncation=True).input_ids
+    np.testing.assert_array_equal(ours(texts), np.asarray(expected))
+
+
+def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
+    m = json.loads((engine_dir / "manifest.json").read_text())
+    assert m["format"] == "w2sd-engine" and m["version"] == 1
+    assert len(m["unets"]) == 2
+    assert m["roles"]["strong"]["unet"] == m["roles"]["denoiser"]["unet"] == 0
+    assert m["roles"]["weak"]["unet"] == 1
+    assert len(m["scheduler"]["alphas_cumprod"]) == m["scheduler"]["num_train_timesteps"]
+    assert m["scheduler"]["prediction_type"] == "epsilon"
+    assert m["vae_scale_factor"] == 8 and m["latent_channels"] == 4
+    # Weights live in external data files next to each model, with checksums.
+    for rel in ("unet0/model.onnx", "unet0/model.onnx.data", "text_encoder/model.onnx.data"):
+        assert rel in m["artifacts"] and len(m["artifacts"][rel]["sha256"]) == 64
+    assert all(v <= 1e-4 for v in m["export_checks"].values())
+    assert "cpu" in m["backends"]
+
+
+def test_same_unet_is_exported_once(tiny_pair, tmp_path):  # type: ignore[no-untyped-def]
+    """Condition gap: strong and weak are one model -> one UNet artifact."""
+    from w2sd.export.engine_export import ExportOptions, export_engine
+
+    strong, _ = tiny_pair
+    copy = tmp_path / "copy-of-strong"
+    shutil.copytree(strong, copy)
+    out = export_engine(ExportOptions(strong=strong, weak=copy, out=tmp_path / "e",
+                                      verify=False, log=lambda m: None))
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["unets"]) == 1
+    assert {r["unet"] for r in m["roles"].values()} == {0}
+    assert m["roles"]["weak"]["guidance"] == 1.0  # one UNet: the gap is in the guidance
+    assert not (out / "unet1").exists()
+
+
+def test_export_refuses_to_overwrite(tiny_pair, engine_dir):  # type: ignore[no-untyped-def]
+    from w2sd.errors import InvalidArgumentError
+    from w2sd.export.engine_export import ExportOptions, export_engine
+
+    before = (engine_dir / "manifest.json").read_bytes()
+    with pytest.raises(InvalidArgumentError, match="exists and is not empty"):
+        export_engine(ExportOptions(strong=tiny_pair[0], weak=tiny_pair[1], out=engine_dir,
+                                    log=lambda m: None))
+    assert (engine_dir / "manifest.json").read_bytes() == before
+
+
+def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: ignore[no-untyped-def]
+    from w2sd.errors import InvalidArgumentError
+    from w2sd.export.engine_export import ExportOptions, export_engine
+
+    with pytest.raises(InvalidArgumentError, match="--weak.*model_index.json"):
+        export_engine(ExportOptions(strong=tiny_pair[0], weak=tmp_path, out=tmp_path / "o",
+                                    log=lambda m: None))
+    assert not (tmp_path / "o").exists()
