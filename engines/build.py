@@ -12,8 +12,9 @@ from .cpu import build_cpu
 BUILDERS = {"cpu": build_cpu}
 
 
-def build_engine(engine_dir: str, backend: str, log: Callable[[str], None] | None = None
-                 ) -> dict[str, Any]:
+def build_engine(
+    engine_dir: str, backend: str, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     if backend not in BUILDERS:
         raise InvalidArgumentError(
             f"backend: unknown backend {backend!r} (buildable here: {', '.join(BUILDERS)})"

@@ -104,14 +104,22 @@ def _load_scheduler_config(folder: Path) -> dict[str, Any]:
 
 
 _SCHEDULER_KEYS = (
-    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
-    "set_alpha_to_one", "steps_offset", "prediction_type", "timestep_spacing",
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "set_alpha_to_one",
+    "steps_offset",
+    "prediction_type",
+    "timestep_spacing",
     "rescale_betas_zero_snr",
 )
 
 
-def _check_compatible(name: str, ref: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...],
-                      what: str) -> None:
+def _check_compatible(
+    name: str, ref: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...], what: str
+) -> None:
     for key in keys:
         if ref.get(key) != other.get(key):
             raise InvalidArgumentError(
@@ -149,7 +157,9 @@ def export_engine(opts: ExportOptions) -> Path:
         _check_folder(path, role)
     out = Path(opts.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not opts.force:
-        raise InvalidArgumentError(f"--out: '{out}' exists and is not empty (use --force to replace)")
+        raise InvalidArgumentError(
+            f"--out: '{out}' exists and is not empty (use --force to replace)"
+        )
     if opts.inversion not in ("official", "exact"):
         raise InvalidArgumentError(f"--inversion: unknown mode {opts.inversion!r}")
     if not 0 <= opts.reflection_steps <= opts.num_inference_steps - 1:
@@ -161,8 +171,13 @@ def export_engine(opts: ExportOptions) -> Path:
     for role in ("weak", "denoiser"):
         _family(json.loads((folders[role] / "model_index.json").read_text()))
         if (folders[role] / "scheduler").is_dir():
-            _check_compatible(role, scheduler, _load_scheduler_config(folders[role]),
-                              _SCHEDULER_KEYS, "scheduler_config")
+            _check_compatible(
+                role,
+                scheduler,
+                _load_scheduler_config(folders[role]),
+                _SCHEDULER_KEYS,
+                "scheduler_config",
+            )
 
     # Distinct UNet artifacts: a role whose weights equal an earlier role's reuses it.
     unet_sources: list[Path] = []
@@ -183,8 +198,10 @@ def export_engine(opts: ExportOptions) -> Path:
         opts.denoiser_guidance if opts.denoiser_guidance is not None else opts.strong_guidance
     )
     if role_unet["weak"] == role_unet["strong"] and weak_guidance == opts.strong_guidance:
-        log("warning: strong and weak use the same UNet and guidance: there is no "
-            "weak-to-strong gap, reflection will not change the result")
+        log(
+            "warning: strong and weak use the same UNet and guidance: there is no "
+            "weak-to-strong gap, reflection will not change the result"
+        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
@@ -211,9 +228,13 @@ def export_engine(opts: ExportOptions) -> Path:
             if ref_cfg is None:
                 ref_cfg = cfg
             else:
-                _check_compatible(roles_here[0], ref_cfg, cfg,
-                                  ("in_channels", "out_channels", "cross_attention_dim",
-                                   "sample_size"), "unet config")
+                _check_compatible(
+                    roles_here[0],
+                    ref_cfg,
+                    cfg,
+                    ("in_channels", "out_channels", "cross_attention_dim", "sample_size"),
+                    "unet config",
+                )
             if cfg["cross_attention_dim"] != text_encoder.config.hidden_size:
                 raise InvalidArgumentError(
                     f"{src}: unet cross_attention_dim {cfg['cross_attention_dim']} != text "
@@ -324,9 +345,14 @@ def export_engine(opts: ExportOptions) -> Path:
     return out
 
 
-def _verify_exports(root: Path, unets_meta: list[dict[str, Any]], unets: list[torch.nn.Module],
-                    text_encoder: torch.nn.Module, vae: torch.nn.Module,
-                    text_len: int) -> dict[str, float]:
+def _verify_exports(
+    root: Path,
+    unets_meta: list[dict[str, Any]],
+    unets: list[torch.nn.Module],
+    text_encoder: torch.nn.Module,
+    vae: torch.nn.Module,
+    text_len: int,
+) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     checks = {}
     ids = torch.randint(0, text_encoder.config.vocab_size, (2, text_len), generator=gen)
@@ -345,6 +371,7 @@ def _verify_exports(root: Path, unets_meta: list[dict[str, Any]], unets: list[to
                 2, text_len, unet.config.cross_attention_dim, generator=gen
             ),
         }
-        checks[f"unet{i}"] = ox.check_against_torch(root / meta["file"], ox.UnetForExport(unet),
-                                                    inputs)
+        checks[f"unet{i}"] = ox.check_against_torch(
+            root / meta["file"], ox.UnetForExport(unet), inputs
+        )
     return checks

@@ -123,8 +123,9 @@ def export_unet(unet: torch.nn.Module, out_path: Path, latent_hw: int, text_len:
 def export_text_encoder(text_encoder: torch.nn.Module, out_path: Path, text_len: int) -> None:
     args = (torch.zeros(1, text_len, dtype=torch.int64),)
     axes = {"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}}
-    _export(TextEncoderForExport(text_encoder).eval(), args, out_path, TEXT_INPUTS, TEXT_OUTPUTS,
-            axes)
+    _export(
+        TextEncoderForExport(text_encoder).eval(), args, out_path, TEXT_INPUTS, TEXT_OUTPUTS, axes
+    )
 
 
 def export_vae_decoder(vae: torch.nn.Module, out_path: Path, latent_hw: int) -> None:
@@ -142,9 +143,7 @@ def relative_max_diff(actual: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(actual - reference).max()) / (scale if scale > 0 else 1.0)
 
 
-def check_against_torch(
-    onnx_path: Path, module: torch.nn.Module, inputs: dict[str, Any]
-) -> float:
+def check_against_torch(onnx_path: Path, module: torch.nn.Module, inputs: dict[str, Any]) -> float:
     """Run the ONNX file with ONNX Runtime and its PyTorch module on the same inputs."""
     import onnxruntime as ort
 

@@ -75,8 +75,16 @@ def engine_dir(tiny_pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 
     strong, weak = tiny_pair
     out = tmp_path_factory.mktemp("engines") / "tiny"
-    export_engine(ExportOptions(strong=strong, weak=weak, out=out, num_inference_steps=STEPS,
-                                reflection_steps=REFLECTION, log=lambda m: None))
+    export_engine(
+        ExportOptions(
+            strong=strong,
+            weak=weak,
+            out=out,
+            num_inference_steps=STEPS,
+            reflection_steps=REFLECTION,
+            log=lambda m: None,
+        )
+    )
     build_engine(str(out), "cpu", log=lambda m: None)
     return out
 

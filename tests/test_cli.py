@@ -34,13 +34,35 @@ def test_each_verb_has_help(verb: str) -> None:
 def test_export_build_sample_info(tiny_pair, tmp_path):  # type: ignore[no-untyped-def]
     strong, weak = tiny_pair
     engine = tmp_path / "my-pair"
-    exp = w2sd("export", "--strong", str(strong), "--weak", str(weak), "--out", str(engine),
-               "--steps", "6", "--reflection-steps", "2", "--weak-guidance", "3")
+    exp = w2sd(
+        "export",
+        "--strong",
+        str(strong),
+        "--weak",
+        str(weak),
+        "--out",
+        str(engine),
+        "--steps",
+        "6",
+        "--reflection-steps",
+        "2",
+        "--weak-guidance",
+        "3",
+    )
     assert "checking each ONNX model" in exp.stderr
     w2sd("build", str(engine), "--backend", "cpu")
     out_png = tmp_path / "out.png"
-    run = w2sd("sample", str(engine), "a red bicycle", "--seed", "7", "-o", str(out_png),
-               "--reflection-steps", "0,2")
+    run = w2sd(
+        "sample",
+        str(engine),
+        "a red bicycle",
+        "--seed",
+        "7",
+        "-o",
+        str(out_png),
+        "--reflection-steps",
+        "0,2",
+    )
     assert "6/6 steps" in run.stderr and "10 UNet calls" in run.stderr  # 6 + 2 x 2
     with Image.open(out_png) as im:
         assert im.size == (64, 64)
@@ -49,8 +71,18 @@ def test_export_build_sample_info(tiny_pair, tmp_path):  # type: ignore[no-untyp
 
 
 def test_sample_error_is_one_clear_line(engine_dir, tmp_path):  # type: ignore[no-untyped-def]
-    proc = w2sd("sample", str(engine_dir), "a cat", "--steps", "10", "--reflection-steps", "10",
-                "-o", str(tmp_path / "x.png"), check=False)
+    proc = w2sd(
+        "sample",
+        str(engine_dir),
+        "a cat",
+        "--steps",
+        "10",
+        "--reflection-steps",
+        "10",
+        "-o",
+        str(tmp_path / "x.png"),
+        check=False,
+    )
     assert proc.returncode == 2
     assert "error: reflection_steps must be in" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -115,7 +115,10 @@ def test_missing_ort_library(engine_dir, monkeypatch, tmp_path):  # type: ignore
         (dict(num_inference_steps=0), "num_inference_steps must be a positive int"),
         (dict(num_inference_steps=-3), "num_inference_steps must be a positive int"),
         (dict(num_inference_steps=2000), "cannot exceed num_train_timesteps"),
-        (dict(num_inference_steps=10, reflection_steps=10), r"reflection_steps must be in .* = \[0, 9\], got 10"),
+        (
+            dict(num_inference_steps=10, reflection_steps=10),
+            r"reflection_steps must be in .* = \[0, 9\], got 10",
+        ),
         (dict(num_inference_steps=10, reflection_steps=-1), "reflection_steps must be in"),
         (dict(num_inference_steps=10, reflection_steps=[9]), "outside"),
         (dict(num_inference_steps=10, reflection_steps=[1, 1]), "repeated"),

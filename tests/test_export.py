@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import LATENT_RTOL, relative_diff
 
+from conftest import LATENT_RTOL, relative_diff
 from w2sd.export import onnx_export as ox
 
 
@@ -47,11 +47,15 @@ def test_text_encoder_onnx_matches_torch(engine_dir, tiny_pair):  # type: ignore
     from transformers import CLIPTextModel
 
     te = CLIPTextModel.from_pretrained(tiny_pair[0] / "text_encoder").eval()
-    ids = torch.randint(0, te.config.vocab_size, (3, 77), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(
+        0, te.config.vocab_size, (3, 77), generator=torch.Generator().manual_seed(1)
+    )
     for rel in ("text_encoder/model.onnx", "cpu/text_encoder/model.onnx"):
         got = _onnx_run(engine_dir / rel, {"input_ids": ids})
-        assert relative_diff(got, _torch_run(ox.TextEncoderForExport(te), {"input_ids": ids})) \
+        assert (
+            relative_diff(got, _torch_run(ox.TextEncoderForExport(te), {"input_ids": ids}))
             <= LATENT_RTOL
+        )
 
 
 @pytest.mark.parametrize("hw", [8, 12])
@@ -72,10 +76,15 @@ def test_tokenizer_json_matches_pipeline_tokenizer(engine_dir, tiny_pair):  # ty
 
     ref = CLIPTokenizer.from_pretrained(tiny_pair[0] / "tokenizer")
     m = json.loads((engine_dir / "manifest.json").read_text())
-    ours = ClipTokenizer(engine_dir / m["text"]["tokenizer"], m["text"]["max_length"],
-                         m["text"]["pad_token_id"])
-    texts = ["a red bicycle", "", "A PHOTO of an Astronaut, riding a horse!!",
-             "unknownword xyzzy " * 40]
+    ours = ClipTokenizer(
+        engine_dir / m["text"]["tokenizer"], m["text"]["max_length"], m["text"]["pad_token_id"]
+    )
+    texts = [
+        "a red bicycle",
+        "",
+        "A PHOTO of an Astronaut, riding a horse!!",
+        "unknownword xyzzy " * 40,
+    ]
     expected = ref(texts, padding="max_length", max_length=77, truncation=True).input_ids
     np.testing.assert_array_equal(ours(texts), np.asarray(expected))
 
@@ -103,8 +112,11 @@ def test_same_unet_is_exported_once(tiny_pair, tmp_path):  # type: ignore[no-unt
     strong, _ = tiny_pair
     copy = tmp_path / "copy-of-strong"
     shutil.copytree(strong, copy)
-    out = export_engine(ExportOptions(strong=strong, weak=copy, out=tmp_path / "e",
-                                      verify=False, log=lambda m: None))
+    out = export_engine(
+        ExportOptions(
+            strong=strong, weak=copy, out=tmp_path / "e", verify=False, log=lambda m: None
+        )
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["unets"]) == 1
     assert {r["unet"] for r in m["roles"].values()} == {0}
@@ -118,8 +130,11 @@ def test_export_refuses_to_overwrite(tiny_pair, engine_dir):  # type: ignore[no-
 
     before = (engine_dir / "manifest.json").read_bytes()
     with pytest.raises(InvalidArgumentError, match="exists and is not empty"):
-        export_engine(ExportOptions(strong=tiny_pair[0], weak=tiny_pair[1], out=engine_dir,
-                                    log=lambda m: None))
+        export_engine(
+            ExportOptions(
+                strong=tiny_pair[0], weak=tiny_pair[1], out=engine_dir, log=lambda m: None
+            )
+        )
     assert (engine_dir / "manifest.json").read_bytes() == before
 
 
@@ -128,6 +143,9 @@ def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: igno
     from w2sd.export.engine_export import ExportOptions, export_engine
 
     with pytest.raises(InvalidArgumentError, match="--weak.*model_index.json"):
-        export_engine(ExportOptions(strong=tiny_pair[0], weak=tmp_path, out=tmp_path / "o",
-                                    log=lambda m: None))
+        export_engine(
+            ExportOptions(
+                strong=tiny_pair[0], weak=tmp_path, out=tmp_path / "o", log=lambda m: None
+            )
+        )
     assert not (tmp_path / "o").exists()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import STEPS, assert_images_match, assert_latents_close
 
+from conftest import STEPS, assert_images_match, assert_latents_close
 from w2sd.latents import initial_latents
 
 PROMPT = "a red bicycle in front of a house"
@@ -27,8 +27,13 @@ CASES = {
 def _run_both(runtime, reference, batch=1, seed=11, **kw):  # type: ignore[no-untyped-def]
     kw = dict(kw)
     negative = kw.pop("negative_prompt", None)
-    args = dict(num_inference_steps=STEPS, strong_guidance=7.5, weak_guidance=kw.pop(
-        "weak_guidance", 5.0), inversion=kw.pop("inversion", "official"), **kw)
+    args = dict(
+        num_inference_steps=STEPS,
+        strong_guidance=7.5,
+        weak_guidance=kw.pop("weak_guidance", 5.0),
+        inversion=kw.pop("inversion", "official"),
+        **kw,
+    )
     prompts = PROMPT if batch == 1 else [PROMPT, "a blue cat"][:batch]
     x = initial_latents(seed, (batch, 4, 8, 8))
     got_latents = runtime.sample(prompts, negative, latents=x, output_type="latent", **args)
@@ -46,8 +51,9 @@ def test_runtime_matches_reference(runtime, reference, case):  # type: ignore[no
 
 
 def test_batch_of_two(runtime, reference):  # type: ignore[no-untyped-def]
-    got_latents, got_images, ref = _run_both(runtime, reference, batch=2, reflection_steps=5,
-                                             negative_prompt=["ugly", "blurry"])
+    got_latents, got_images, ref = _run_both(
+        runtime, reference, batch=2, reflection_steps=5, negative_prompt=["ugly", "blurry"]
+    )
     assert got_latents.shape == (2, 4, 8, 8)
     assert_latents_close(got_latents, ref.latents)
     assert_images_match(got_images, ref.images)
@@ -63,6 +69,7 @@ def test_reflection_changes_the_result(runtime):  # type: ignore[no-untyped-def]
 
 def test_unet_call_count(runtime):  # type: ignore[no-untyped-def]
     x = initial_latents(0, (1, 4, 8, 8))
-    runtime.sample(PROMPT, latents=x, num_inference_steps=10, reflection_steps=4,
-                   output_type="latent")
+    runtime.sample(
+        PROMPT, latents=x, num_inference_steps=10, reflection_steps=4, output_type="latent"
+    )
     assert runtime.last_stats["unet_calls"] == 10 + 2 * 4

@@ -38,25 +38,37 @@ def test_seed_mapping_is_documented_numpy_pcg64(runtime):  # type: ignore[no-unt
 
 
 def test_larger_image_size(runtime):  # type: ignore[no-untyped-def]
-    img = runtime.sample("a cat", seed=0, height=96, width=128, num_inference_steps=3,
-                         reflection_steps=1)
+    img = runtime.sample(
+        "a cat", seed=0, height=96, width=128, num_inference_steps=3, reflection_steps=1
+    )
     assert img.size == (128, 96)
 
 
 def test_progress_callback_sees_every_step(runtime):  # type: ignore[no-untyped-def]
     seen = []
-    runtime.sample("a cat", seed=0, num_inference_steps=6, reflection_steps=2,
-                   callback=lambda done, total: seen.append((done, total)))
+    runtime.sample(
+        "a cat",
+        seed=0,
+        num_inference_steps=6,
+        reflection_steps=2,
+        callback=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(i, 6) for i in range(1, 7)]
 
 
 def test_cancellation(runtime):  # type: ignore[no-untyped-def]
     with pytest.raises(CancelledError, match="after step 2 of 6"):
-        runtime.sample("a cat", seed=0, num_inference_steps=6, reflection_steps=2,
-                       callback=lambda done, total: done < 2)
+        runtime.sample(
+            "a cat",
+            seed=0,
+            num_inference_steps=6,
+            reflection_steps=2,
+            callback=lambda done, total: done < 2,
+        )
     # The runtime is still usable afterwards.
-    assert runtime.sample("a cat", seed=0, num_inference_steps=2, reflection_steps=1,
-                          output_type="latent").shape == (1, 4, 8, 8)
+    assert runtime.sample(
+        "a cat", seed=0, num_inference_steps=2, reflection_steps=1, output_type="latent"
+    ).shape == (1, 4, 8, 8)
 
 
 def test_callback_exception_propagates(runtime):  # type: ignore[no-untyped-def]
@@ -102,6 +114,5 @@ def test_runtime_path_does_not_import_torch(engine_dir):  # type: ignore[no-unty
         "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY=\n" in out.stdout, out.stdout + out.stderr

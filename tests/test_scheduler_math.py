@@ -18,15 +18,32 @@ RTOL = 1e-6
 ATOL = 1e-6
 
 CONFIGS = {
-    "sd15": dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                 set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading"),
-    "sd2_v": dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                  set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
-                  prediction_type="v_prediction"),
-    "alpha_one_trailing": dict(beta_schedule="linear", set_alpha_to_one=True, steps_offset=0,
-                               timestep_spacing="trailing"),
-    "linspace_v": dict(beta_schedule="squaredcos_cap_v2", set_alpha_to_one=False,
-                       timestep_spacing="linspace", prediction_type="v_prediction"),
+    "sd15": dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    ),
+    "sd2_v": dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+        prediction_type="v_prediction",
+    ),
+    "alpha_one_trailing": dict(
+        beta_schedule="linear", set_alpha_to_one=True, steps_offset=0, timestep_spacing="trailing"
+    ),
+    "linspace_v": dict(
+        beta_schedule="squaredcos_cap_v2",
+        set_alpha_to_one=False,
+        timestep_spacing="linspace",
+        prediction_type="v_prediction",
+    ),
 }
 
 
@@ -67,9 +84,10 @@ def test_timesteps_match_diffusers(name: str, steps: int) -> None:
 def test_step_and_inverse_step_match_diffusers(name: str) -> None:
     steps = 10
     fwd, ours, cfg = _schedulers(name, steps)
-    inv = DDIMInverseScheduler(**{k: v for k, v in cfg.items() if k != "timestep_spacing"},
-                               timestep_spacing="trailing" if cfg["timestep_spacing"] ==
-                               "trailing" else "leading")
+    inv = DDIMInverseScheduler(
+        **{k: v for k, v in cfg.items() if k != "timestep_spacing"},
+        timestep_spacing="trailing" if cfg["timestep_spacing"] == "trailing" else "leading",
+    )
     inv.set_timesteps(steps)
     gen = torch.Generator().manual_seed(0)
     for t in fwd.timesteps:
@@ -90,17 +108,24 @@ def test_cfg_combine_matches_formula() -> None:
     e_u = rng.standard_normal(1000).astype(np.float32)
     e_c = rng.standard_normal(1000).astype(np.float32)
     for g in (0.0, 1.0, 1.5, 7.5):
-        expected = (torch.from_numpy(e_u) + g * (torch.from_numpy(e_c) - torch.from_numpy(e_u)))
-        np.testing.assert_allclose(_core.cfg_combine(e_u, e_c, g), expected.numpy(),
-                                   rtol=RTOL, atol=ATOL)
+        expected = torch.from_numpy(e_u) + g * (torch.from_numpy(e_c) - torch.from_numpy(e_u))
+        np.testing.assert_allclose(
+            _core.cfg_combine(e_u, e_c, g), expected.numpy(), rtol=RTOL, atol=ATOL
+        )
 
 
 def test_bad_scheduler_arguments_raise() -> None:
     from w2sd.errors import InvalidArgumentError
 
     alphas = np.linspace(0.99, 0.01, 1000, dtype=np.float32)
-    kw = dict(num_train_timesteps=1000, alphas_cumprod=alphas, set_alpha_to_one=False,
-              steps_offset=1, timestep_spacing="leading", prediction_type="epsilon")
+    kw = dict(
+        num_train_timesteps=1000,
+        alphas_cumprod=alphas,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+        prediction_type="epsilon",
+    )
     with pytest.raises(InvalidArgumentError, match="num_inference_steps"):
         _core.DdimSchedule(**kw, num_inference_steps=0)
     with pytest.raises(InvalidArgumentError, match="cannot exceed"):

@@ -53,26 +53,45 @@ def _reflection_arg(text: str) -> int | list[int]:
 
 def _add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-prompt", default=None, help="negative prompt (default: none)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="number of DDIM steps T (default: the engine's)")
-    p.add_argument("--reflection-steps", type=_reflection_arg, default=None, metavar="N|I,J,...",
-                   help="reflect on the first N steps, or on the listed step indices "
-                        "(default: the engine's)")
-    p.add_argument("--strong-guidance", type=float, default=None,
-                   help="guidance scale of the strong role")
-    p.add_argument("--weak-guidance", type=float, default=None,
-                   help="guidance scale of the weak role")
-    p.add_argument("--denoiser-guidance", type=float, default=None,
-                   help="guidance scale of the denoiser role (default: strong's)")
-    p.add_argument("--inversion", choices=("official", "exact"), default=None,
-                   help="official: the authors' inversion timestep (tau_{i+1}); "
-                        "exact: textbook DDIM inversion (tau_i)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="number of DDIM steps T (default: the engine's)"
+    )
+    p.add_argument(
+        "--reflection-steps",
+        type=_reflection_arg,
+        default=None,
+        metavar="N|I,J,...",
+        help="reflect on the first N steps, or on the listed step indices (default: the engine's)",
+    )
+    p.add_argument(
+        "--strong-guidance", type=float, default=None, help="guidance scale of the strong role"
+    )
+    p.add_argument(
+        "--weak-guidance", type=float, default=None, help="guidance scale of the weak role"
+    )
+    p.add_argument(
+        "--denoiser-guidance",
+        type=float,
+        default=None,
+        help="guidance scale of the denoiser role (default: strong's)",
+    )
+    p.add_argument(
+        "--inversion",
+        choices=("official", "exact"),
+        default=None,
+        help="official: the authors' inversion timestep (tau_{i+1}); "
+        "exact: textbook DDIM inversion (tau_i)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
     p.add_argument("--height", type=int, default=None, help="image height in pixels")
     p.add_argument("--width", type=int, default=None, help="image width in pixels")
     p.add_argument("--backend", default="cpu", help="inference backend (default: cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads (default: one per physical core)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads (default: one per physical core)",
+    )
     p.add_argument("-o", "--output", default="out.png", help="output PNG path")
 
 
@@ -113,12 +132,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     export_engine(
         ExportOptions(
-            strong=Path(args.strong), weak=Path(args.weak),
-            denoiser=Path(args.denoiser) if args.denoiser else None, out=Path(args.out),
-            strong_guidance=args.strong_guidance, weak_guidance=args.weak_guidance,
-            denoiser_guidance=args.denoiser_guidance, num_inference_steps=args.steps,
-            reflection_steps=args.reflection_steps, inversion=args.inversion,
-            min_size=args.min_size, max_size=args.max_size, force=args.force,
+            strong=Path(args.strong),
+            weak=Path(args.weak),
+            denoiser=Path(args.denoiser) if args.denoiser else None,
+            out=Path(args.out),
+            strong_guidance=args.strong_guidance,
+            weak_guidance=args.weak_guidance,
+            denoiser_guidance=args.denoiser_guidance,
+            num_inference_steps=args.steps,
+            reflection_steps=args.reflection_steps,
+            inversion=args.inversion,
+            min_size=args.min_size,
+            max_size=args.max_size,
+            force=args.force,
             verify=not args.no_verify,
         )
     )
@@ -166,8 +192,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not (engine / "manifest.json").is_file():
         _log(f"demo: building the tiny local model pair in {work}")
         strong, weak = build_tiny_pair(work / "models")
-        export_engine(ExportOptions(strong=strong, weak=weak, out=engine, force=True,
-                                    num_inference_steps=10, reflection_steps=5))
+        export_engine(
+            ExportOptions(
+                strong=strong,
+                weak=weak,
+                out=engine,
+                force=True,
+                num_inference_steps=10,
+                reflection_steps=5,
+            )
+        )
     if "cpu" not in load_manifest(engine).backends:
         build_engine(str(engine), "cpu")
     if args.output is None:
@@ -180,51 +214,79 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="w2sd",
         description="Weak-to-Strong Diffusion with Reflection (W2SD): export diffusers models to "
-                    "an engine dir, build it for a backend, and sample from it.",
+        "an engine dir, build it for a backend, and sample from it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "export", help="export strong/weak diffusers pipelines to an engine dir (needs torch)",
+        "export",
+        help="export strong/weak diffusers pipelines to an engine dir (needs torch)",
         description="Export the strong and weak (and optional denoiser) diffusers pipeline "
-                    "folders to ONNX, with a manifest, into a new engine dir. Text encoder, "
-                    "VAE, tokenizer and scheduler come from the strong pipeline.",
+        "folders to ONNX, with a manifest, into a new engine dir. Text encoder, "
+        "VAE, tokenizer and scheduler come from the strong pipeline.",
     )
     p.add_argument("--strong", required=True, help="diffusers folder of the strong model")
     p.add_argument("--weak", required=True, help="diffusers folder of the weak model")
-    p.add_argument("--denoiser", default=None,
-                   help="diffusers folder of the denoiser model (default: the strong one)")
+    p.add_argument(
+        "--denoiser",
+        default=None,
+        help="diffusers folder of the denoiser model (default: the strong one)",
+    )
     p.add_argument("--out", required=True, help="engine dir to create")
-    p.add_argument("--strong-guidance", type=float, default=7.5,
-                   help="default guidance of the strong role (default: 7.5)")
-    p.add_argument("--weak-guidance", type=float, default=None,
-                   help="default guidance of the weak role (default: strong's if the UNets "
-                        "differ, else 1.0)")
-    p.add_argument("--denoiser-guidance", type=float, default=None,
-                   help="default guidance of the denoiser role (default: strong's)")
+    p.add_argument(
+        "--strong-guidance",
+        type=float,
+        default=7.5,
+        help="default guidance of the strong role (default: 7.5)",
+    )
+    p.add_argument(
+        "--weak-guidance",
+        type=float,
+        default=None,
+        help="default guidance of the weak role (default: strong's if the UNets differ, else 1.0)",
+    )
+    p.add_argument(
+        "--denoiser-guidance",
+        type=float,
+        default=None,
+        help="default guidance of the denoiser role (default: strong's)",
+    )
     p.add_argument("--steps", type=int, default=25, help="default number of steps (default 25)")
-    p.add_argument("--reflection-steps", type=int, default=12,
-                   help="default reflection steps lambda (default 12)")
-    p.add_argument("--inversion", choices=("official", "exact"), default="official",
-                   help="default inversion mode (default: official)")
+    p.add_argument(
+        "--reflection-steps",
+        type=int,
+        default=12,
+        help="default reflection steps lambda (default 12)",
+    )
+    p.add_argument(
+        "--inversion",
+        choices=("official", "exact"),
+        default="official",
+        help="default inversion mode (default: official)",
+    )
     p.add_argument("--min-size", type=int, default=None, help="smallest height/width allowed")
     p.add_argument("--max-size", type=int, default=None, help="largest height/width allowed")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip checking each ONNX model against its PyTorch module")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip checking each ONNX model against its PyTorch module",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "build", help="prepare an engine dir for a backend",
+        "build",
+        help="prepare an engine dir for a backend",
         description="Prepare backend artifacts in an engine dir. cpu: ONNX Runtime "
-                    "graph-optimised models, so that loading does no optimisation work.",
+        "graph-optimised models, so that loading does no optimisation work.",
     )
     p.add_argument("engine_dir", help="engine dir made by `w2sd export`")
     p.add_argument("--backend", default="cpu", help="backend to build (default: cpu)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
-        "sample", help="generate an image with W2SD",
+        "sample",
+        help="generate an image with W2SD",
         description="Generate one image from a built engine dir and write it as PNG.",
     )
     p.add_argument("engine_dir", help="engine dir built for --backend")
@@ -233,14 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(
-        "demo", help="build a tiny local model pair, export, build and sample (no download)",
+        "demo",
+        help="build a tiny local model pair, export, build and sample (no download)",
         description="The embedded default: builds two tiny SD-1.x pipelines with fixed seeds "
-                    "(needs torch), exports and builds them once into --workdir, then samples "
-                    "with W2SD and writes a PNG.",
+        "(needs torch), exports and builds them once into --workdir, then samples "
+        "with W2SD and writes a PNG.",
     )
     p.add_argument("--prompt", default=DEMO_PROMPT, help=f"prompt (default: {DEMO_PROMPT!r})")
-    p.add_argument("--workdir", default="w2sd-demo",
-                   help="where models and the engine dir go (default: ./w2sd-demo)")
+    p.add_argument(
+        "--workdir",
+        default="w2sd-demo",
+        help="where models and the engine dir go (default: ./w2sd-demo)",
+    )
     _add_sample_args(p)
     p.set_defaults(func=cmd_demo, output=None, seed=0)
 

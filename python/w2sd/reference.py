@@ -54,7 +54,9 @@ class W2SDReference:
 
         self.torch = torch
         self.pipe = StableDiffusionPipeline.from_pretrained(
-            str(strong), torch_dtype=torch.float32, safety_checker=None,
+            str(strong),
+            torch_dtype=torch.float32,
+            safety_checker=None,
             requires_safety_checker=False,
         )
         self.pipe.set_progress_bar_config(disable=True)
@@ -77,9 +79,7 @@ class W2SDReference:
         self.unets = unets
 
     def encode(self, prompts: list[str], negatives: list[str]) -> tuple[Any, Any]:
-        cond, uncond = self.pipe.encode_prompt(
-            prompts, "cpu", 1, True, negative_prompt=negatives
-        )
+        cond, uncond = self.pipe.encode_prompt(prompts, "cpu", 1, True, negative_prompt=negatives)
         return cond, uncond
 
     def guided(self, role: str, x: Any, t: Any, g: float, cond: Any, uncond: Any) -> Any:

@@ -121,18 +121,21 @@ class W2SDRuntime:
         missing = [n for n in names if n not in files]
         if missing:
             raise EngineDirError(f"{self.manifest.root}: {backend} build lacks {missing}; rebuild")
-        self.manifest.verify(sorted(built["artifacts"]) + [data["text"]["tokenizer"]],
-                             full=verify_checksums)
+        self.manifest.verify(
+            sorted(built["artifacts"]) + [data["text"]["tokenizer"]], full=verify_checksums
+        )
 
         text = data["text"]
         self._tokenizer = ClipTokenizer(
-            self.manifest.path(text["tokenizer"]), int(text["max_length"]),
-            int(text["pad_token_id"])
+            self.manifest.path(text["tokenizer"]),
+            int(text["max_length"]),
+            int(text["pad_token_id"]),
         )
         self._engine = _core().Engine(
             library_path=str(find_ort_library()),
-            unet_paths=[str(self.manifest.path(files[f"unet{i}"]))
-                        for i in range(len(data["unets"]))],
+            unet_paths=[
+                str(self.manifest.path(files[f"unet{i}"])) for i in range(len(data["unets"]))
+            ],
             text_encoder_path=str(self.manifest.path(files["text_encoder"])),
             vae_decoder_path=str(self.manifest.path(files["vae_decoder"])),
             **scheduler_kwargs(data["scheduler"]),
@@ -222,8 +225,11 @@ class W2SDRuntime:
             "weak": d["weak_guidance"] if weak_guidance is None else weak_guidance,
         }
         guidance["denoiser"] = (
-            guidance["strong"] if denoiser_guidance is None and strong_guidance is not None
-            else d["denoiser_guidance"] if denoiser_guidance is None else denoiser_guidance
+            guidance["strong"]
+            if denoiser_guidance is None and strong_guidance is not None
+            else d["denoiser_guidance"]
+            if denoiser_guidance is None
+            else denoiser_guidance
         )
         for role, g in guidance.items():
             if isinstance(g, bool) or not isinstance(g, (int, float)) or not np.isfinite(g):
@@ -244,9 +250,7 @@ class W2SDRuntime:
             g = float(guidance[role])
             unet = int(self.manifest.data["roles"][role]["unet"])
             roles.append((unet, g, cond, uncond if g != 1.0 else None))
-        out, loop_stats = self._engine.run_loop(
-            x, steps, reflection, inversion, roles, callback
-        )
+        out, loop_stats = self._engine.run_loop(x, steps, reflection, inversion, roles, callback)
         stats: dict[str, Any] = {
             "seed": seed_used,
             "num_inference_steps": steps,
@@ -307,14 +311,22 @@ class W2SDRuntime:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise InvalidArgumentError(f"{name} must be an int, got {value!r}")
         if value % 8 or value % mult:
-            raise InvalidArgumentError(f"{name}={value} must be a multiple of {mult} for this engine")
+            raise InvalidArgumentError(
+                f"{name}={value} must be a multiple of {mult} for this engine"
+            )
         if not lo <= value <= hi:
-            raise InvalidArgumentError(f"{name}={value} is outside this engine's range [{lo}, {hi}]")
+            raise InvalidArgumentError(
+                f"{name}={value} is outside this engine's range [{lo}, {hi}]"
+            )
         return int(value)
 
     def _initial_latents(
-        self, latents: np.ndarray | None, seed: int | None, batch: int,
-        height: int | None, width: int | None,
+        self,
+        latents: np.ndarray | None,
+        seed: int | None,
+        batch: int,
+        height: int | None,
+        width: int | None,
     ) -> tuple[np.ndarray, int | None]:
         d = self.manifest.data
         f = int(d["vae_scale_factor"])
@@ -345,4 +357,3 @@ class W2SDRuntime:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidArgumentError(f"seed must be a non-negative int, got {seed!r}")
         return initial_latents(int(seed), (batch, c, h // f, w // f)), int(seed)
-

@@ -18,12 +18,53 @@ MAX_LENGTH = 77
 
 # A small word list from which the tokenizer's merges are derived; any other
 # word still tokenizes (byte-level fallback), just into more pieces.
-_WORDS = (
-    "a an the of on in with and photo painting portrait picture of red blue green "
-    "yellow black white bicycle cat dog horse astronaut riding city mountain sea "
-    "sky tree house car street night day sunset forest river beautiful detailed "
-    "high quality blurry ugly low"
-).split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "with",
+    "and",
+    "photo",
+    "painting",
+    "portrait",
+    "picture",
+    "of",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "black",
+    "white",
+    "bicycle",
+    "cat",
+    "dog",
+    "horse",
+    "astronaut",
+    "riding",
+    "city",
+    "mountain",
+    "sea",
+    "sky",
+    "tree",
+    "house",
+    "car",
+    "street",
+    "night",
+    "day",
+    "sunset",
+    "forest",
+    "river",
+    "beautiful",
+    "detailed",
+    "high",
+    "quality",
+    "blurry",
+    "ugly",
+    "low",
+]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -89,7 +130,12 @@ def build_tiny_sd_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: int
     and VAE, so two pipelines with the same shared seed are a compatible pair.
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     out = Path(out_dir)

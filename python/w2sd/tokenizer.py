@@ -20,8 +20,11 @@ class ClipTokenizer:
             raise EngineDirError(f"{path}: cannot load tokenizer ({e})") from None
         self.max_length = max_length
         self._tok.enable_truncation(max_length=max_length)
-        self._tok.enable_padding(length=max_length, pad_id=pad_token_id,
-                                 pad_token=self._tok.id_to_token(pad_token_id) or "")
+        self._tok.enable_padding(
+            length=max_length,
+            pad_id=pad_token_id,
+            pad_token=self._tok.id_to_token(pad_token_id) or "",
+        )
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """texts -> input_ids (len(texts), max_length) int64."""
