@@ -46,7 +46,8 @@ mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
 } >"$work/trixie.sources"
 
 apt_opts=(-o "Dir::Etc::SourceList=$work/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
-  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
+  -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1
+  -o APT::Sandbox::User=root)
 echo "fetch_ort_headers: downloading libonnxruntime-dev (Debian trixie)..." >&2
 apt-get "${apt_opts[@]}" -qq update >&2
 (cd "$work/debs" && apt-get "${apt_opts[@]}" -qq download libonnxruntime-dev >&2)

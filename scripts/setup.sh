@@ -26,7 +26,8 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   "${pip[@]}" "${W2SD_TORCH_SPEC:-torch==2.13.0}"
 fi
 
-if [ -z "${ORT_INCLUDE_DIR:-}" ] && [ ! -f /usr/include/onnxruntime/onnxruntime_cxx_api.h ]; then
+if [ -z "${ORT_INCLUDE_DIR:-}" ] && [ ! -f /usr/include/onnxruntime/onnxruntime_cxx_api.h ] \
+    && [ ! -f "$repo/build/ort-headers/include/onnxruntime/onnxruntime_cxx_api.h" ]; then
   log "fetching ONNX Runtime C/C++ headers"
   bash scripts/fetch_ort_headers.sh "$repo/build/ort-headers" >/dev/null
 fi
