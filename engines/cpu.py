@@ -12,8 +12,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from w2sd.manifest import Manifest, artifact_entry, make_public
 
@@ -23,10 +24,11 @@ SAVED_LEVEL = "extended"
 
 def model_sources(manifest: Manifest) -> dict[str, str]:
     """name -> exported ONNX file (relative) for every model the runtime loads."""
-    models = manifest.data["models"]
-    sources = {f"unet{i}": u["file"] for i, u in enumerate(manifest.data["unets"])}
-    sources["text_encoder"] = models["text_encoder"]["file"]
-    sources["vae_decoder"] = models["vae_decoder"]["file"]
+    data = manifest.data
+    sources = {f"unet{i}": u["file"] for i, u in enumerate(data["unets"])}
+    for i, enc in enumerate(data["text"]["encoders"]):
+        sources[f"text_encoder{i}"] = enc["file"]
+    sources["vae_decoder"] = data["models"]["vae_decoder"]["file"]
     return sources
 
 

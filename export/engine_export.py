@@ -1,4 +1,9 @@
-"""Diffusers folders (one per role) -> a w2sd engine dir with ONNX models and a manifest."""
+"""Diffusers folders (one per role, each with an optional LoRA) -> a w2sd engine dir.
+
+Text encoder(s), tokenizer(s), VAE and scheduler come from the strong folder;
+each role's UNet from its own folder, with its LoRA fused at its scale. Roles
+whose (weights, LoRA, scale) coincide share one UNet artifact.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,25 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from w2sd import __version__
 from w2sd.errors import InvalidArgumentError
+from w2sd.families import Family, detect_family
+from w2sd.lora import LoraSpec, fuse_unet_lora
 from w2sd.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    ROLES,
     artifact_entry,
     make_public,
+    sha256_file,
     write_json_atomic,
 )
 
@@ -36,6 +46,9 @@ class ExportOptions:
     weak: Path
     out: Path
     denoiser: Path | None = None
+    strong_lora: LoraSpec | None = None
+    weak_lora: LoraSpec | None = None
+    denoiser_lora: LoraSpec | None = None
     strong_guidance: float = 7.5
     weak_guidance: float | None = None  # None: strong's if the UNets differ, else 1.0
     denoiser_guidance: float | None = None  # None: strong's
@@ -47,60 +60,6 @@ class ExportOptions:
     force: bool = False
     verify: bool = True
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
-
-
-def _same_weights(a: Path, b: Path, sub: str) -> bool:
-    """True when two diffusers folders hold byte-identical weights for `sub`."""
-    da, db = a / sub, b / sub
-    if da.resolve() == db.resolve():
-        return True
-
-    def weight_files(d: Path) -> list[Path]:
-        return sorted(p for p in d.iterdir() if p.suffix in (".safetensors", ".bin"))
-
-    fa, fb = weight_files(da), weight_files(db)
-    if [p.name for p in fa] != [p.name for p in fb]:
-        return False
-    if any(x.stat().st_size != y.stat().st_size for x, y in zip(fa, fb)):
-        return False
-    from w2sd.manifest import sha256_file
-
-    return all(sha256_file(x) == sha256_file(y) for x, y in zip(fa, fb))
-
-
-def _check_folder(path: Path, role: str) -> None:
-    if not (path / "model_index.json").is_file():
-        raise InvalidArgumentError(
-            f"--{role}: '{path}' is not a diffusers pipeline folder (no model_index.json)"
-        )
-    if not (path / "unet" / "config.json").is_file():
-        raise InvalidArgumentError(f"--{role}: '{path}' has no unet/config.json")
-
-
-def _family(model_index: dict[str, Any]) -> str:
-    cls = model_index.get("_class_name", "")
-    if "XL" in cls:
-        raise InvalidArgumentError(
-            f"pipeline class {cls} (SDXL) is not supported by this export yet; "
-            "SD 1.x/2.x pipelines are"
-        )
-    return "sd"
-
-
-def _load_scheduler_config(folder: Path) -> dict[str, Any]:
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-    cfg = dict(sched.config)
-    # The spec runs DDIM with clip_sample and thresholding off, whatever the source says.
-    cfg["clip_sample"] = False
-    cfg["thresholding"] = False
-    sched = DDIMScheduler.from_config(cfg)
-    cfg = {k: v for k, v in sched.config.items() if not k.startswith("_")}
-    if cfg.get("trained_betas") is not None:
-        cfg["trained_betas"] = [float(b) for b in cfg["trained_betas"]]
-    cfg["alphas_cumprod"] = [float(a) for a in sched.alphas_cumprod.to(torch.float32).tolist()]
-    return cfg
 
 
 _SCHEDULER_KEYS = (
@@ -115,27 +74,124 @@ _SCHEDULER_KEYS = (
     "timestep_spacing",
     "rescale_betas_zero_snr",
 )
+_UNET_KEYS = (
+    "in_channels",
+    "out_channels",
+    "cross_attention_dim",
+    "addition_embed_type",
+    "addition_time_embed_dim",
+    "projection_class_embeddings_input_dim",
+)
+_TEXT_KEYS = ("hidden_size", "projection_dim", "max_position_embeddings")
 
 
-def _check_compatible(
-    name: str, ref: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...], what: str
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_folder(path: Path, role: str) -> None:
+    if not (path / "model_index.json").is_file():
+        raise InvalidArgumentError(
+            f"--{role}: '{path}' is not a diffusers pipeline folder (no model_index.json)"
+        )
+    if not (path / "unet" / "config.json").is_file():
+        raise InvalidArgumentError(f"--{role}: '{path}' has no unet/config.json")
+
+
+def _check_same(
+    role: str, what: str, ref: dict[str, Any], other: dict[str, Any], keys: tuple[str, ...]
 ) -> None:
+    """Raise naming the first field where `role`'s config differs from the strong one."""
     for key in keys:
         if ref.get(key) != other.get(key):
             raise InvalidArgumentError(
-                f"strong and {name} are incompatible: {what} field '{key}' differs "
+                f"strong and {role} are incompatible: {what} field '{key}' differs "
                 f"({ref.get(key)!r} vs {other.get(key)!r})"
             )
 
 
+def _same_weights(a: Path, b: Path, sub: str) -> bool:
+    """True when two diffusers folders hold byte-identical weights for `sub`."""
+    da, db = a / sub, b / sub
+    if da.resolve() == db.resolve():
+        return True
+
+    def weight_files(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.suffix in (".safetensors", ".bin"))
+
+    fa, fb = weight_files(da), weight_files(db)
+    if [p.name for p in fa] != [p.name for p in fb]:
+        return False
+    if any(x.stat().st_size != y.stat().st_size for x, y in zip(fa, fb, strict=True)):
+        return False
+    return all(sha256_file(x) == sha256_file(y) for x, y in zip(fa, fb, strict=True))
+
+
+def _scheduler_config(folder: Path) -> dict[str, Any]:
+    """DDIMScheduler built from the folder's scheduler_config, plus its ᾱ table."""
+    from diffusers import DDIMScheduler
+
+    cfg = dict(DDIMScheduler.from_pretrained(folder, subfolder="scheduler").config)
+    # The spec runs DDIM with clip_sample and thresholding off, whatever the source says.
+    cfg.update(clip_sample=False, thresholding=False)
+    sched = DDIMScheduler.from_config(cfg)
+    cfg = {k: v for k, v in sched.config.items() if not k.startswith("_")}
+    if cfg.get("trained_betas") is not None:
+        cfg["trained_betas"] = [float(b) for b in cfg["trained_betas"]]
+    cfg["alphas_cumprod"] = [float(a) for a in sched.alphas_cumprod.to(torch.float32).tolist()]
+    return cfg
+
+
+def _check_roles_compatible(folders: dict[str, Path], family: Family) -> dict[str, Any]:
+    """Scheduler, UNet, text encoder and VAE facts that every role must share."""
+    strong = folders["strong"]
+    scheduler = _scheduler_config(strong)
+    ref_unet = _read_json(strong / "unet" / "config.json")
+    for role in ("weak", "denoiser"):
+        folder = folders[role]
+        if folder.resolve() == strong.resolve():
+            continue
+        other_family = detect_family(_read_json(folder / "model_index.json"))
+        if other_family.name != family.name:
+            raise InvalidArgumentError(
+                f"strong and {role} are incompatible: model family differs "
+                f"({family.name} vs {other_family.name})"
+            )
+        if (folder / "scheduler").is_dir():
+            _check_same(
+                role, "scheduler_config", scheduler, _scheduler_config(folder), _SCHEDULER_KEYS
+            )
+        _check_same(
+            role, "unet config", ref_unet, _read_json(folder / "unet" / "config.json"), _UNET_KEYS
+        )
+        for enc in family.encoders:
+            mine, theirs = (
+                strong / enc.encoder / "config.json",
+                folder / enc.encoder / "config.json",
+            )
+            if theirs.is_file():
+                _check_same(
+                    role, f"{enc.encoder} config", _read_json(mine), _read_json(theirs), _TEXT_KEYS
+                )
+        if (folder / "vae" / "config.json").is_file():
+            _check_same(
+                role,
+                "vae config",
+                _read_json(strong / "vae" / "config.json"),
+                _read_json(folder / "vae" / "config.json"),
+                ("latent_channels",),
+            )
+    return scheduler
+
+
 def _tokenizer_json(folder: Path, dst: Path) -> dict[str, Any]:
-    """Save the pipeline's CLIP tokenizer as a `tokenizers` tokenizer.json; return its facts."""
+    """Save a CLIP tokenizer as a `tokenizers` tokenizer.json; return its facts."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(folder)
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
-        raise InvalidArgumentError(f"{folder}/tokenizer: no fast tokenizer could be built")
+        raise InvalidArgumentError(f"{folder}: no fast tokenizer could be built")
     dst.parent.mkdir(parents=True, exist_ok=True)
     backend.save(str(dst))
     return {
@@ -145,14 +201,39 @@ def _tokenizer_json(folder: Path, dst: Path) -> dict[str, Any]:
     }
 
 
+def _unet_groups(
+    folders: dict[str, Path], loras: dict[str, LoraSpec | None]
+) -> tuple[list[str], dict[str, int]]:
+    """Distinct UNet artifacts (each named by its first role) and each role's index."""
+    firsts: list[str] = []
+    role_unet: dict[str, int] = {}
+    for role in ROLES:
+        for idx, first in enumerate(firsts):
+            la, lb = loras[first], loras[role]
+            same_lora = (la is None and lb is None) or (
+                la is not None
+                and lb is not None
+                and la.scale == lb.scale
+                and sha256_file(la.path) == sha256_file(lb.path)
+            )
+            if same_lora and _same_weights(folders[first], folders[role], "unet"):
+                role_unet[role] = idx
+                break
+        else:
+            role_unet[role] = len(firsts)
+            firsts.append(role)
+    return firsts, role_unet
+
+
 def export_engine(opts: ExportOptions) -> Path:
     """Write the engine dir; return its path. Nothing is left half-written on failure."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
     log = opts.log
-    denoiser = opts.denoiser or opts.strong
-    folders = {"strong": Path(opts.strong), "weak": Path(opts.weak), "denoiser": Path(denoiser)}
+    folders = {
+        "strong": Path(opts.strong),
+        "weak": Path(opts.weak),
+        "denoiser": Path(opts.denoiser or opts.strong),
+    }
+    loras = {"strong": opts.strong_lora, "weak": opts.weak_lora, "denoiser": opts.denoiser_lora}
     for role, path in folders.items():
         _check_folder(path, role)
     out = Path(opts.out)
@@ -162,177 +243,44 @@ def export_engine(opts: ExportOptions) -> Path:
         )
     if opts.inversion not in ("official", "exact"):
         raise InvalidArgumentError(f"--inversion: unknown mode {opts.inversion!r}")
+    if opts.num_inference_steps <= 0:
+        raise InvalidArgumentError("--steps must be positive")
     if not 0 <= opts.reflection_steps <= opts.num_inference_steps - 1:
         raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
 
-    model_index = json.loads((folders["strong"] / "model_index.json").read_text())
-    family = _family(model_index)
-    scheduler = _load_scheduler_config(folders["strong"])
-    for role in ("weak", "denoiser"):
-        _family(json.loads((folders[role] / "model_index.json").read_text()))
-        if (folders[role] / "scheduler").is_dir():
-            _check_compatible(
-                role,
-                scheduler,
-                _load_scheduler_config(folders[role]),
-                _SCHEDULER_KEYS,
-                "scheduler_config",
-            )
-
-    # Distinct UNet artifacts: a role whose weights equal an earlier role's reuses it.
-    unet_sources: list[Path] = []
-    role_unet: dict[str, int] = {}
-    for role in ("strong", "weak", "denoiser"):
-        for idx, src in enumerate(unet_sources):
-            if _same_weights(src, folders[role], "unet"):
-                role_unet[role] = idx
-                break
-        else:
-            role_unet[role] = len(unet_sources)
-            unet_sources.append(folders[role])
+    model_index = _read_json(folders["strong"] / "model_index.json")
+    family = detect_family(model_index)
+    scheduler = _check_roles_compatible(folders, family)
+    firsts, role_unet = _unet_groups(folders, loras)
 
     weak_guidance = opts.weak_guidance
     if weak_guidance is None:
         weak_guidance = opts.strong_guidance if role_unet["weak"] != role_unet["strong"] else 1.0
     denoiser_guidance = (
-        opts.denoiser_guidance if opts.denoiser_guidance is not None else opts.strong_guidance
+        opts.strong_guidance if opts.denoiser_guidance is None else opts.denoiser_guidance
     )
     if role_unet["weak"] == role_unet["strong"] and weak_guidance == opts.strong_guidance:
         log(
-            "warning: strong and weak use the same UNet and guidance: there is no "
-            "weak-to-strong gap, reflection will not change the result"
+            "warning: strong and weak use the same UNet and guidance: there is no weak-to-strong "
+            "gap unless their prompts differ at sampling time"
         )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
     try:
-        log(f"[1/4] tokenizer and text encoder from {folders['strong']}")
-        text_facts = _tokenizer_json(folders["strong"], tmp / "tokenizer" / "tokenizer.json")
-        text_len = text_facts["max_length"]
-        text_encoder = CLIPTextModel.from_pretrained(folders["strong"] / "text_encoder").eval()
-        ox.export_text_encoder(text_encoder, tmp / "text_encoder" / "model.onnx", text_len)
-
-        log(f"[2/4] VAE decoder from {folders['strong']}")
-        vae = AutoencoderKL.from_pretrained(folders["strong"] / "vae").eval()
-        vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        ox.export_vae_decoder(vae, tmp / "vae_decoder" / "model.onnx", latent_hw=8)
-
-        unets_meta = []
-        unet_modules = []
-        ref_cfg: dict[str, Any] | None = None
-        for idx, src in enumerate(unet_sources):
-            roles_here = [r for r, i in role_unet.items() if i == idx]
-            log(f"[3/4] UNet {idx} ({', '.join(roles_here)}) from {src}")
-            unet = UNet2DConditionModel.from_pretrained(src / "unet").eval()
-            cfg = dict(unet.config)
-            if ref_cfg is None:
-                ref_cfg = cfg
-            else:
-                _check_compatible(
-                    roles_here[0],
-                    ref_cfg,
-                    cfg,
-                    ("in_channels", "out_channels", "cross_attention_dim", "sample_size"),
-                    "unet config",
-                )
-            if cfg["cross_attention_dim"] != text_encoder.config.hidden_size:
-                raise InvalidArgumentError(
-                    f"{src}: unet cross_attention_dim {cfg['cross_attention_dim']} != text "
-                    f"encoder hidden_size {text_encoder.config.hidden_size}"
-                )
-            if cfg["in_channels"] != vae.config.latent_channels:
-                raise InvalidArgumentError(
-                    f"{src}: unet in_channels {cfg['in_channels']} != VAE latent_channels "
-                    f"{vae.config.latent_channels}"
-                )
-            rel = f"unet{idx}/model.onnx"
-            ox.export_unet(unet, tmp / rel, latent_hw=8 * 2, text_len=text_len)
-            unets_meta.append({"file": rel, "source": str(src), "roles": roles_here})
-            unet_modules.append(unet)
-        assert ref_cfg is not None
-
-        # Traced upsampling assumes latents divisible by 2**(number of upsamplers).
-        num_up = sum(1 for b in ref_cfg["up_block_types"]) - 1
-        size_multiple = vae_scale * (2 ** max(num_up, 0))
-        default_size = int(ref_cfg["sample_size"]) * vae_scale
-        default_size = max(size_multiple, default_size - default_size % size_multiple)
-        min_size = opts.min_size or size_multiple
-        max_size = opts.max_size or max(default_size * 2, 1024)
-        for name, v in (("--min-size", min_size), ("--max-size", max_size)):
-            if v % size_multiple:
-                raise InvalidArgumentError(f"{name} must be a multiple of {size_multiple}")
-
-        checks: dict[str, float] = {}
-        if opts.verify:
-            log("[4/4] checking each ONNX model against its PyTorch module")
-            checks = _verify_exports(tmp, unets_meta, unet_modules, text_encoder, vae, text_len)
-            for name, diff in checks.items():
-                log(f"      {name}: max|onnx - torch| / max|torch| = {diff:.2e}")
-                if diff > EXPORT_PARITY_BOUND:
-                    raise RuntimeError(
-                        f"exported {name} differs from PyTorch by {diff:.2e} of max|ref| "
-                        f"(bound {EXPORT_PARITY_BOUND})"
-                    )
-
-        artifacts = {}
-        for f in sorted(tmp.rglob("*")):
-            if f.is_file():
-                rel = f.relative_to(tmp).as_posix()
-                artifacts[rel] = artifact_entry(tmp, rel)
-        roles = {
-            "strong": {"unet": role_unet["strong"], "guidance": float(opts.strong_guidance)},
-            "weak": {"unet": role_unet["weak"], "guidance": float(weak_guidance)},
-            "denoiser": {"unet": role_unet["denoiser"], "guidance": float(denoiser_guidance)},
-        }
-        manifest = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "created_by": f"w2sd {__version__}",
-            "family": family,
-            "sources": {r: str(p) for r, p in folders.items()},
-            "scheduler": scheduler,
-            "latent_channels": int(vae.config.latent_channels),
-            "vae_scale_factor": int(vae_scale),
-            "vae_scaling_factor": float(vae.config.scaling_factor),
-            "image": {
-                "default_height": default_size,
-                "default_width": default_size,
-                "min_size": int(min_size),
-                "max_size": int(max_size),
-                "size_multiple": int(size_multiple),
-            },
-            "text": {
-                "tokenizer": "tokenizer/tokenizer.json",
-                "hidden_size": int(text_encoder.config.hidden_size),
-                "force_zeros_for_empty_prompt": bool(
-                    model_index.get("force_zeros_for_empty_prompt", False)
-                ),
-                **text_facts,
-            },
-            "unets": unets_meta,
-            "roles": roles,
-            "defaults": {
-                "num_inference_steps": int(opts.num_inference_steps),
-                "reflection_steps": int(opts.reflection_steps),
-                "inversion": opts.inversion,
-            },
-            "models": {
-                "unet": {"inputs": list(ox.UNET_INPUTS), "outputs": list(ox.UNET_OUTPUTS)},
-                "text_encoder": {
-                    "file": "text_encoder/model.onnx",
-                    "inputs": list(ox.TEXT_INPUTS),
-                    "outputs": list(ox.TEXT_OUTPUTS),
-                },
-                "vae_decoder": {
-                    "file": "vae_decoder/model.onnx",
-                    "inputs": list(ox.VAE_INPUTS),
-                    "outputs": list(ox.VAE_OUTPUTS),
-                },
-            },
-            "export_checks": checks,
-            "artifacts": artifacts,
-            "backends": {},
-        }
+        manifest = _export_into(
+            tmp,
+            opts,
+            folders,
+            loras,
+            family,
+            model_index,
+            scheduler,
+            firsts,
+            role_unet,
+            weak_guidance,
+            denoiser_guidance,
+        )
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
         if out.exists():
             shutil.rmtree(out)
@@ -345,32 +293,208 @@ def export_engine(opts: ExportOptions) -> Path:
     return out
 
 
+def _export_into(
+    tmp: Path,
+    opts: ExportOptions,
+    folders: dict[str, Path],
+    loras: dict[str, LoraSpec | None],
+    family: Family,
+    model_index: dict[str, Any],
+    scheduler: dict[str, Any],
+    firsts: list[str],
+    role_unet: dict[str, int],
+    weak_guidance: float,
+    denoiser_guidance: float,
+) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    log = opts.log
+    strong = folders["strong"]
+    total = 3 + len(firsts)
+    encoders_meta: list[dict[str, Any]] = []
+    wrappers: list[ox.TextEncoderForExport] = []
+    text_len = None
+    for i, enc in enumerate(family.encoders):
+        log(f"[{i + 1}/{total}] {enc.tokenizer} and {enc.encoder} from {strong}")
+        facts = _tokenizer_json(strong / enc.tokenizer, tmp / enc.tokenizer / "tokenizer.json")
+        module = enc.model_class().from_pretrained(strong / enc.encoder).eval()
+        wrapper = ox.TextEncoderForExport(module, enc.hidden, enc.pooled)
+        text_len = facts["max_length"] if text_len is None else text_len
+        ox.export_text_encoder(wrapper, tmp / enc.encoder / "model.onnx", facts["max_length"])
+        wrappers.append(wrapper)
+        encoders_meta.append(
+            {
+                "file": f"{enc.encoder}/model.onnx",
+                "tokenizer": f"{enc.tokenizer}/tokenizer.json",
+                "outputs": list(wrapper.output_names),
+                "hidden_size": int(module.config.hidden_size),
+                **facts,
+            }
+        )
+    assert text_len is not None
+    text_dim = sum(e["hidden_size"] for e in encoders_meta)
+
+    log(f"[{len(family.encoders) + 1}/{total}] VAE decoder from {strong}")
+    vae = AutoencoderKL.from_pretrained(strong / "vae").eval()
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    ox.export_vae_decoder(vae, tmp / "vae_decoder" / "model.onnx", latent_hw=8)
+
+    unets_meta: list[dict[str, Any]] = []
+    unet_modules = []
+    unet_inputs: tuple[str, ...] = ()
+    for idx, first in enumerate(firsts):
+        roles_here = [r for r in ROLES if role_unet[r] == idx]
+        lora = loras[first]
+        what = f" + LoRA {lora.path.name} at {lora.scale:+g}" if lora else ""
+        log(
+            f"[{len(family.encoders) + 2 + idx}/{total}] UNet {idx} ({', '.join(roles_here)}) "
+            f"from {folders[first]}{what}"
+        )
+        unet = UNet2DConditionModel.from_pretrained(folders[first] / "unet").eval()
+        if lora is not None:
+            fuse_unet_lora(family.pipeline_class(), unet, lora)
+        cfg = unet.config
+        if cfg.cross_attention_dim != text_dim:
+            raise InvalidArgumentError(
+                f"{folders[first]}: unet cross_attention_dim {cfg.cross_attention_dim} != text "
+                f"encoder hidden size {text_dim}"
+            )
+        if cfg.in_channels != vae.config.latent_channels:
+            raise InvalidArgumentError(
+                f"{folders[first]}: unet in_channels {cfg.in_channels} != VAE latent_channels "
+                f"{vae.config.latent_channels}"
+            )
+        rel = f"unet{idx}/model.onnx"
+        unet_inputs = ox.export_unet(unet, tmp / rel, latent_hw=16, text_len=text_len)
+        unets_meta.append(
+            {
+                "file": rel,
+                "source": str(folders[first]),
+                "lora": None
+                if lora is None
+                else {
+                    "file": str(lora.path),
+                    "sha256": sha256_file(lora.path),
+                    "scale": lora.scale,
+                },
+                "roles": roles_here,
+            }
+        )
+        unet_modules.append(unet)
+
+    ref_cfg = unet_modules[0].config
+    added = ox.unet_added_dims(unet_modules[0])
+    # Traced upsampling assumes latents divisible by 2**(number of UNet upsamplers).
+    size_multiple = vae_scale * 2 ** (len(ref_cfg.block_out_channels) - 1)
+    default_size = int(ref_cfg.sample_size) * vae_scale
+    default_size = max(size_multiple, default_size - default_size % size_multiple)
+    min_size = opts.min_size or size_multiple
+    max_size = opts.max_size or max(default_size * 2, 1024)
+    for name, v in (("--min-size", min_size), ("--max-size", max_size)):
+        if v % size_multiple:
+            raise InvalidArgumentError(f"{name} must be a multiple of {size_multiple}")
+    if min_size > max_size:
+        raise InvalidArgumentError("--min-size must not exceed --max-size")
+
+    checks: dict[str, float] = {}
+    if opts.verify:
+        log("checking each ONNX model against its PyTorch module")
+        checks = _verify_exports(
+            tmp, encoders_meta, wrappers, vae, unets_meta, unet_modules, text_len
+        )
+        for name, diff in checks.items():
+            log(f"      {name}: max|onnx - torch| / max|torch| = {diff:.2e}")
+            if diff > EXPORT_PARITY_BOUND:
+                raise RuntimeError(
+                    f"exported {name} differs from PyTorch by {diff:.2e} of "
+                    f"max|ref| (bound {EXPORT_PARITY_BOUND})"
+                )
+
+    artifacts = {}
+    for f in sorted(tmp.rglob("*")):
+        if f.is_file():
+            rel = f.relative_to(tmp).as_posix()
+            artifacts[rel] = artifact_entry(tmp, rel)
+    guidance = {
+        "strong": opts.strong_guidance,
+        "weak": weak_guidance,
+        "denoiser": denoiser_guidance,
+    }
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "created_by": f"w2sd {__version__}",
+        "family": family.name,
+        "sources": {r: str(p) for r, p in folders.items()},
+        "scheduler": scheduler,
+        "latent_channels": int(vae.config.latent_channels),
+        "vae_scale_factor": int(vae_scale),
+        "vae_scaling_factor": float(vae.config.scaling_factor),
+        "image": {
+            "default_height": default_size,
+            "default_width": default_size,
+            "min_size": int(min_size),
+            "max_size": int(max_size),
+            "size_multiple": int(size_multiple),
+        },
+        "text": {
+            "encoders": encoders_meta,
+            "text_len": int(text_len),
+            "text_dim": int(text_dim),
+            "force_zeros_for_empty_prompt": bool(
+                model_index.get("force_zeros_for_empty_prompt", False)
+            ),
+        },
+        "unet_added_conditions": None
+        if added is None
+        else {
+            "pooled_dim": added[0],
+            "time_ids_dim": added[1],
+        },
+        "unets": unets_meta,
+        "roles": {r: {"unet": role_unet[r], "guidance": float(guidance[r])} for r in ROLES},
+        "defaults": {
+            "num_inference_steps": int(opts.num_inference_steps),
+            "reflection_steps": int(opts.reflection_steps),
+            "inversion": opts.inversion,
+        },
+        "models": {
+            "unet": {"inputs": list(unet_inputs), "outputs": list(ox.UNET_OUTPUTS)},
+            "vae_decoder": {
+                "file": "vae_decoder/model.onnx",
+                "inputs": list(ox.VAE_INPUTS),
+                "outputs": list(ox.VAE_OUTPUTS),
+            },
+        },
+        "export_checks": checks,
+        "artifacts": artifacts,
+        "backends": {},
+    }
+
+
 def _verify_exports(
     root: Path,
+    encoders_meta: list[dict[str, Any]],
+    wrappers: list[ox.TextEncoderForExport],
+    vae: torch.nn.Module,
     unets_meta: list[dict[str, Any]],
     unets: list[torch.nn.Module],
-    text_encoder: torch.nn.Module,
-    vae: torch.nn.Module,
     text_len: int,
 ) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     checks = {}
-    ids = torch.randint(0, text_encoder.config.vocab_size, (2, text_len), generator=gen)
-    checks["text_encoder"] = ox.check_against_torch(
-        root / "text_encoder/model.onnx", ox.TextEncoderForExport(text_encoder), {"input_ids": ids}
-    )
+    for meta, wrapper in zip(encoders_meta, wrappers, strict=True):
+        vocab = wrapper.text_encoder.config.vocab_size
+        ids = torch.randint(0, vocab, (2, meta["max_length"]), generator=gen)
+        checks[meta["file"].split("/")[0]] = ox.check_against_torch(
+            root / meta["file"], wrapper, {"input_ids": ids}
+        )
     z = torch.randn(1, vae.config.latent_channels, 8, 8, generator=gen)
     checks["vae_decoder"] = ox.check_against_torch(
         root / "vae_decoder/model.onnx", ox.VaeDecoderForExport(vae), {"latent_sample": z}
     )
-    for i, (meta, unet) in enumerate(zip(unets_meta, unets)):
-        inputs = {
-            "sample": torch.randn(2, unet.config.in_channels, 16, 16, generator=gen),
-            "timestep": torch.tensor([501.0]),
-            "encoder_hidden_states": torch.randn(
-                2, text_len, unet.config.cross_attention_dim, generator=gen
-            ),
-        }
+    for i, (meta, unet) in enumerate(zip(unets_meta, unets, strict=True)):
+        inputs = ox.unet_example_inputs(unet, 2, 16, text_len, seed=i + 1)
         checks[f"unet{i}"] = ox.check_against_torch(
             root / meta["file"], ox.UnetForExport(unet), inputs
         )

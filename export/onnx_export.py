@@ -8,7 +8,6 @@ dir relocatable.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,33 +21,53 @@ DATA_SUFFIX = ".data"
 
 # Input/output names the runtime binds to (recorded in the manifest).
 UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states")
+UNET_ADDED_INPUTS = ("text_embeds", "time_ids")  # SDXL
 UNET_OUTPUTS = ("out_sample",)
 TEXT_INPUTS = ("input_ids",)
-TEXT_OUTPUTS = ("last_hidden_state",)
+TEXT_HIDDEN_OUTPUT = "hidden_states"
+TEXT_POOLED_OUTPUT = "text_embeds"
 VAE_INPUTS = ("latent_sample",)
 VAE_OUTPUTS = ("sample",)
 
 
 class UnetForExport(torch.nn.Module):
-    """(sample, timestep[1] float32, encoder_hidden_states) -> model output."""
+    """(sample, timestep[1] float32, encoder_hidden_states[, text_embeds, time_ids]) -> output."""
 
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
 
-    def forward(self, sample, timestep, encoder_hidden_states):  # type: ignore[no-untyped-def]
-        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):  # type: ignore[no-untyped-def]
+        added = None
+        if text_embeds is not None:
+            added = {"text_embeds": text_embeds, "time_ids": time_ids}
+        return self.unet(
+            sample, timestep, encoder_hidden_states, added_cond_kwargs=added, return_dict=False
+        )[0]
 
 
 class TextEncoderForExport(torch.nn.Module):
-    """input_ids -> last_hidden_state (SD 1.x/2.x conditioning)."""
+    """input_ids -> hidden states (the last layer's, or the penultimate one as SDXL uses)
+    [, pooled projection ``text_embeds`` for SDXL's second encoder]."""
 
-    def __init__(self, text_encoder: torch.nn.Module) -> None:
+    def __init__(self, text_encoder: torch.nn.Module, hidden: str, pooled: bool) -> None:
         super().__init__()
+        if hidden not in ("last", "penultimate"):
+            raise ValueError(f"hidden must be 'last' or 'penultimate', got {hidden!r}")
         self.text_encoder = text_encoder
+        self.hidden = hidden
+        self.pooled = pooled
 
     def forward(self, input_ids):  # type: ignore[no-untyped-def]
-        return self.text_encoder(input_ids, return_dict=False)[0]
+        out = self.text_encoder(input_ids, output_hidden_states=self.hidden == "penultimate")
+        states = out[0] if self.hidden == "last" else out.hidden_states[-2]
+        if self.pooled:
+            return states, out[0] if self.hidden == "penultimate" else out.text_embeds
+        return states
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return (TEXT_HIDDEN_OUTPUT, TEXT_POOLED_OUTPUT) if self.pooled else (TEXT_HIDDEN_OUTPUT,)
 
 
 class VaeDecoderForExport(torch.nn.Module):
@@ -104,28 +123,61 @@ def _export(
         )
 
 
-def export_unet(unet: torch.nn.Module, out_path: Path, latent_hw: int, text_len: int) -> None:
-    c = unet.config.in_channels
-    dim = unet.config.cross_attention_dim
-    args = (
-        torch.randn(2, c, latent_hw, latent_hw),
-        torch.tensor([999.0], dtype=torch.float32),
-        torch.randn(2, text_len, dim),
-    )
+def unet_example_inputs(
+    unet: torch.nn.Module, batch: int, latent_hw: int, text_len: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random inputs with the UNet's own shapes (SDXL's added conditions included)."""
+    gen = torch.Generator().manual_seed(seed)
+    cfg = unet.config
+    inputs = {
+        "sample": torch.randn(batch, cfg.in_channels, latent_hw, latent_hw, generator=gen),
+        "timestep": torch.tensor([501.0]),
+        "encoder_hidden_states": torch.randn(
+            batch, text_len, cfg.cross_attention_dim, generator=gen
+        ),
+    }
+    added = unet_added_dims(unet)
+    if added is not None:
+        pooled_dim, ids_dim = added
+        inputs["text_embeds"] = torch.randn(batch, pooled_dim, generator=gen)
+        inputs["time_ids"] = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]).repeat(batch, 1)
+        assert ids_dim == 6
+    return inputs
+
+
+def unet_added_dims(unet: torch.nn.Module) -> tuple[int, int] | None:
+    """(pooled text_embeds dim, time_ids dim) for SDXL's "text_time" UNets, else None."""
+    cfg = unet.config
+    if cfg.addition_embed_type is None:
+        return None
+    if cfg.addition_embed_type != "text_time":
+        raise ValueError(f"unsupported UNet addition_embed_type {cfg.addition_embed_type!r}")
+    ids_dim = 6  # (orig_h, orig_w, crop_top, crop_left, target_h, target_w)
+    pooled = cfg.projection_class_embeddings_input_dim - ids_dim * cfg.addition_time_embed_dim
+    return int(pooled), ids_dim
+
+
+def export_unet(
+    unet: torch.nn.Module, out_path: Path, latent_hw: int, text_len: int
+) -> tuple[str, ...]:
+    """Export; returns the input names (3 for SD, 5 for SDXL)."""
+    inputs = unet_example_inputs(unet, 2, latent_hw, text_len)
+    names = tuple(inputs)
     axes = {
         "sample": {0: "batch", 2: "height", 3: "width"},
         "encoder_hidden_states": {0: "batch"},
         "out_sample": {0: "batch", 2: "height", 3: "width"},
     }
-    _export(UnetForExport(unet).eval(), args, out_path, UNET_INPUTS, UNET_OUTPUTS, axes)
+    if "text_embeds" in inputs:
+        axes.update(text_embeds={0: "batch"}, time_ids={0: "batch"})
+    _export(UnetForExport(unet).eval(), tuple(inputs.values()), out_path, names, UNET_OUTPUTS, axes)
+    return names
 
 
-def export_text_encoder(text_encoder: torch.nn.Module, out_path: Path, text_len: int) -> None:
+def export_text_encoder(wrapper: TextEncoderForExport, out_path: Path, text_len: int) -> None:
     args = (torch.zeros(1, text_len, dtype=torch.int64),)
-    axes = {"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}}
-    _export(
-        TextEncoderForExport(text_encoder).eval(), args, out_path, TEXT_INPUTS, TEXT_OUTPUTS, axes
-    )
+    axes = {name: {0: "batch"} for name in (*TEXT_INPUTS, *wrapper.output_names)}
+    _export(wrapper.eval(), args, out_path, TEXT_INPUTS, wrapper.output_names, axes)
 
 
 def export_vae_decoder(vae: torch.nn.Module, out_path: Path, latent_hw: int) -> None:
@@ -148,16 +200,15 @@ def check_against_torch(onnx_path: Path, module: torch.nn.Module, inputs: dict[s
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    actual = session.run(None, {k: v.numpy() for k, v in inputs.items()})
     with torch.no_grad():
-        expected = module(*inputs.values()).numpy()
-    if actual.shape != expected.shape:
-        raise RuntimeError(f"{onnx_path}: output shape {actual.shape} != torch {expected.shape}")
-    return relative_max_diff(actual, expected)
-
-
-def copy_tree_files(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file():
-            shutil.copy2(f, dst / f.name)
+        expected = module(*inputs.values())
+    if isinstance(expected, torch.Tensor):
+        expected = (expected,)
+    worst = 0.0
+    for a, e in zip(actual, expected, strict=True):
+        e = e.numpy()
+        if a.shape != e.shape:
+            raise RuntimeError(f"{onnx_path}: output shape {a.shape} != torch {e.shape}")
+        worst = max(worst, relative_max_diff(a, e))
+    return worst

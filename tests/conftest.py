@@ -5,6 +5,8 @@ Everything is built once per test session from fixed seeds (no download).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +23,21 @@ STEPS = 10
 REFLECTION = 5
 
 
+# Measured figures, written to $W2SD_PARITY_REPORT (JSON) at the end of the session.
+PARITY_RECORDS: list[dict[str, object]] = []
+
+
+def _record(kind: str, value: float) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    PARITY_RECORDS.append({"test": test, "kind": kind, "value": value})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = os.environ.get("W2SD_PARITY_REPORT")
+    if path and PARITY_RECORDS:
+        Path(path).write_text(json.dumps(PARITY_RECORDS, indent=1))
+
+
 def relative_diff(actual: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(actual - reference).max() / np.abs(reference).max())
 
@@ -28,6 +45,7 @@ def relative_diff(actual: np.ndarray, reference: np.ndarray) -> float:
 def assert_latents_close(actual: np.ndarray, reference: np.ndarray) -> float:
     assert actual.shape == reference.shape
     rel = relative_diff(actual, reference)
+    _record("latents_rel_diff", rel)
     assert rel <= LATENT_RTOL, f"latents differ by {rel:.3e} of max|ref| (bound {LATENT_RTOL})"
     return rel
 
@@ -36,6 +54,7 @@ def assert_images_match(actual: np.ndarray, reference: np.ndarray) -> float:
     assert actual.shape == reference.shape and actual.dtype == np.uint8
     diff = np.abs(actual.astype(np.int16) - reference.astype(np.int16))
     equal = float((diff == 0).mean())
+    _record("image_equal_fraction", equal)
     assert equal >= IMAGE_EQUAL_FRACTION, f"only {equal:.5f} of uint8 values equal"
     assert int(diff.max()) <= IMAGE_MAX_OFF, f"a uint8 value is off by {int(diff.max())}"
     return equal
@@ -101,6 +120,73 @@ def reference(tiny_pair: tuple[Path, Path]):  # type: ignore[no-untyped-def]
     from w2sd.reference import W2SDReference
 
     return W2SDReference(*tiny_pair)
+
+
+FAMILY_BUILDERS = {
+    "sd1": lambda root, seed: _tiny("sd", root, seed, "sd1"),
+    "sd2": lambda root, seed: _tiny("sd", root, seed, "sd2"),
+    "sdxl": lambda root, seed: _tiny("sdxl", root, seed, None),
+}
+
+
+def _tiny(kind: str, root: Path, seed: int, variant: str | None) -> Path:
+    from w2sd.tiny_models import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
+
+    if kind == "sdxl":
+        return build_tiny_sdxl_pipeline(root / f"sdxl-{seed}", unet_seed=seed)
+    return build_tiny_sd_pipeline(root / f"{variant}-{seed}", unet_seed=seed, variant=variant)
+
+
+class ModelZoo:
+    """Tiny pipelines, LoRAs and engine dirs, each built once per session on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._engines: dict[str, Path] = {}
+        self._references: dict[str, object] = {}
+
+    def pipeline(self, family: str, seed: int) -> Path:
+        return FAMILY_BUILDERS[family](self.root / "models", seed)
+
+    def lora(self, family: str, fmt: str = "diffusers") -> Path:
+        from w2sd.tiny_models import make_tiny_lora
+
+        out = self.root / "loras" / f"{family}-{fmt}.safetensors"
+        if not out.exists():
+            make_tiny_lora(self.pipeline(family, 1), out, seed=5, fmt=fmt)
+        return out
+
+    def engine(self, key: str, **options: object) -> Path:
+        """Export + build once per key; options are ExportOptions fields."""
+        if key not in self._engines:
+            from w2sd.engines.build import build_engine
+            from w2sd.export.engine_export import ExportOptions, export_engine
+
+            out = self.root / "engines" / key
+            export_engine(
+                ExportOptions(
+                    out=out,
+                    num_inference_steps=STEPS,
+                    reflection_steps=REFLECTION,
+                    log=lambda m: None,
+                    **options,
+                )
+            )  # type: ignore[arg-type]
+            build_engine(str(out), "cpu", log=lambda m: None)
+            self._engines[key] = out
+        return self._engines[key]
+
+    def reference(self, key: str, **options: object):  # type: ignore[no-untyped-def]
+        if key not in self._references:
+            from w2sd.reference import W2SDReference
+
+            self._references[key] = W2SDReference(**options)  # type: ignore[arg-type]
+        return self._references[key]
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> ModelZoo:
+    return ModelZoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ FloatArray apply_update(const DdimSchedule& s, const FloatArray& e, const FloatA
 
 std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
                                         const std::vector<std::string>& unet_paths,
-                                        const std::string& text_encoder_path,
+                                        const std::vector<std::string>& unet_inputs,
+                                        const std::vector<std::string>& text_encoder_paths,
+                                        const std::vector<std::vector<std::string>>& text_encoder_outputs,
                                         const std::string& vae_decoder_path,
                                         int64_t num_train_timesteps, FloatArray alphas_cumprod,
                                         bool set_alpha_to_one, int64_t steps_offset,
@@ -74,7 +76,11 @@ std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
   OrtBackendConfig bc;
   bc.library_path = library_path;
   bc.unet_paths = unet_paths;
-  bc.text_encoder_path = text_encoder_path;
+  bc.unet_names.inputs = unet_inputs;
+  bc.text_encoder_paths = text_encoder_paths;
+  for (const auto& outputs : text_encoder_outputs) {
+    bc.text_encoder_names.push_back(OrtModelNames{{"input_ids"}, outputs});
+  }
   bc.vae_decoder_path = vae_decoder_path;
   bc.intra_op_threads = intra_op_threads;
   bc.graph_optimization_level = graph_optimization_level;
@@ -93,7 +99,8 @@ InversionMode parse_inversion(const std::string& name) {
                       "' (expected 'official' or 'exact')");
 }
 
-// roles: three (unet, guidance, cond, uncond-or-None) tuples: strong, weak, denoiser.
+// roles: three dicts (strong, weak, denoiser) with keys unet, guidance, cond, uncond
+// and, for SDXL, cond_pooled, uncond_pooled, time_ids (None where unused).
 py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_steps,
                    py::object reflection, const std::string& inversion, py::list roles,
                    py::object progress) {
@@ -110,34 +117,38 @@ py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_ste
   }
   req.inversion = parse_inversion(inversion);
   W2SD_CHECK_ARG(roles.size() == kNumRoles, "roles must hold 3 entries (strong, weak, denoiser)");
-  std::vector<FloatArray> keep_alive;  // embeddings referenced by pointer during the loop
+  std::vector<FloatArray> keep_alive;  // conditioning referenced by pointer during the loop
+  const int64_t batch = req.shape.batch;
+  // Takes roles[r][key] as a float array of shape (batch, dims...), or null if None/absent.
+  auto take = [&](const py::dict& role, const char* key, size_t r, int ndim,
+                  std::vector<int64_t>* dims) -> const float* {
+    if (!role.contains(key) || role[key].is_none()) return nullptr;
+    auto a = role[key].cast<FloatArray>();
+    W2SD_CHECK_ARG(a.ndim() == ndim && a.shape(0) == batch, "roles[", r, "]['", key,
+                   "'] must be ", ndim, "-D with batch ", batch);
+    std::vector<int64_t> got(a.shape() + 1, a.shape() + a.ndim());
+    if (dims->empty()) *dims = got;
+    W2SD_CHECK_ARG(*dims == got, "roles[", r, "]['", key, "'] shape differs from other roles'");
+    keep_alive.push_back(a);
+    return a.data();
+  };
+  std::vector<int64_t> text_dims, pooled_dims, ids_dims;
   for (size_t r = 0; r < kNumRoles; ++r) {
-    auto entry = roles[r].cast<py::tuple>();
-    W2SD_CHECK_ARG(entry.size() == 4, "roles[", r, "] must be (unet, guidance, cond, uncond)");
+    auto role = roles[r].cast<py::dict>();
     RoleConditioning& rc = req.roles[r];
-    rc.unet = entry[0].cast<int>();
-    rc.guidance = entry[1].cast<float>();
-    auto cond = entry[2].cast<FloatArray>();
-    W2SD_CHECK_ARG(cond.ndim() == 3 && cond.shape(0) == req.shape.batch, "roles[", r,
-                   "] cond embeddings must be (batch, text_len, text_dim) with batch ",
-                   req.shape.batch);
-    if (r == 0) {
-      req.text_len = cond.shape(1);
-      req.text_dim = cond.shape(2);
-    }
-    W2SD_CHECK_ARG(cond.shape(1) == req.text_len && cond.shape(2) == req.text_dim, "roles[", r,
-                   "] cond embeddings shape differs from the strong role's");
-    rc.cond = cond.data();
-    keep_alive.push_back(cond);
-    if (!entry[3].is_none()) {
-      auto uncond = entry[3].cast<FloatArray>();
-      W2SD_CHECK_ARG(uncond.ndim() == 3 && uncond.shape(0) == req.shape.batch &&
-                         uncond.shape(1) == req.text_len && uncond.shape(2) == req.text_dim,
-                     "roles[", r, "] uncond embeddings must have the cond embeddings' shape");
-      rc.uncond = uncond.data();
-      keep_alive.push_back(uncond);
-    }
+    rc.unet = role["unet"].cast<int>();
+    rc.guidance = role["guidance"].cast<float>();
+    rc.cond = take(role, "cond", r, 3, &text_dims);
+    rc.uncond = take(role, "uncond", r, 3, &text_dims);
+    rc.cond_pooled = take(role, "cond_pooled", r, 2, &pooled_dims);
+    rc.uncond_pooled = take(role, "uncond_pooled", r, 2, &pooled_dims);
+    rc.time_ids = take(role, "time_ids", r, 2, &ids_dims);
   }
+  W2SD_CHECK_ARG(text_dims.size() == 2, "roles need 'cond' embeddings");
+  req.cond_shape.text_len = text_dims[0];
+  req.cond_shape.text_dim = text_dims[1];
+  req.cond_shape.pooled_dim = pooled_dims.empty() ? 0 : pooled_dims[0];
+  req.cond_shape.time_ids_dim = ids_dims.empty() ? 0 : ids_dims[0];
   std::vector<float> x(latents.data(), latents.data() + latents.size());
   ProgressFn progress_fn;
   if (!progress.is_none()) {
@@ -215,21 +226,28 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init(&make_ort_engine), py::arg("library_path"), py::arg("unet_paths"),
-           py::arg("text_encoder_path"), py::arg("vae_decoder_path"),
+           py::arg("unet_inputs"), py::arg("text_encoder_paths"), py::arg("text_encoder_outputs"),
+           py::arg("vae_decoder_path"),
            py::arg("num_train_timesteps"), py::arg("alphas_cumprod"),
            py::arg("set_alpha_to_one"), py::arg("steps_offset"), py::arg("timestep_spacing"),
            py::arg("prediction_type"), py::arg("intra_op_threads") = 0,
            py::arg("graph_optimization_level") = 99,
            "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
-      .def("encode_text", [](Engine& e, Int64Array ids) {
+      .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
+      .def_property_readonly("num_text_encoders",
+                             [](Engine& e) { return e.backend().num_text_encoders(); })
+      .def("encode_text", [](Engine& e, int encoder, Int64Array ids) {
         W2SD_CHECK_ARG(ids.ndim() == 2, "input_ids must be 2-D (batch, length)");
-        HostTensor t;
+        std::vector<HostTensor> outputs;
         {
           py::gil_scoped_release release;
-          t = e.backend().encode_text(ids.data(), ids.shape(0), ids.shape(1));
+          outputs = e.backend().encode_text(encoder, ids.data(), ids.shape(0), ids.shape(1));
         }
-        return to_numpy(std::move(t));
-      }, py::arg("input_ids"))
+        py::list result;
+        for (auto& t : outputs) result.append(to_numpy(std::move(t)));
+        return result;
+      }, py::arg("encoder"), py::arg("input_ids"),
+         "Every output of text encoder `encoder` for these token ids.")
       .def("decode_latents", [](Engine& e, FloatArray z) {
         W2SD_CHECK_ARG(z.ndim() == 4, "latents must be 4-D (batch, channels, h, w)");
         HostTensor t;

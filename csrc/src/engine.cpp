@@ -25,7 +25,7 @@ LoopStats Engine::run_loop(const LoopRequest& request, float* latents,
           ? ReflectionSchedule::from_indices(request.num_inference_steps,
                                              request.reflection_indices)
           : ReflectionSchedule::first_steps(request.num_inference_steps, request.reflection_steps);
-  GuidedModel model(*backend_, request.shape, request.text_len, request.text_dim, request.roles);
+  GuidedModel model(*backend_, request.shape, request.cond_shape, request.roles);
   LoopStats stats;
   const auto start = Clock::now();
   const GuidedPredictFn predict = [&](Role role, const float* x, int64_t t, float* out) {

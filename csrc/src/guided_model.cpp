@@ -8,30 +8,52 @@
 
 namespace w2sd {
 
-GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape, int64_t text_len,
-                         int64_t text_dim, const std::array<RoleConditioning, kNumRoles>& roles)
-    : backend_(backend), shape_(shape), text_len_(text_len), text_dim_(text_dim) {
+namespace {
+// [first; second] (or second alone) as one contiguous buffer of 2n (or n) floats.
+std::vector<float> stack(const float* first, const float* second, size_t n, bool both) {
+  std::vector<float> out(both ? 2 * n : n);
+  if (both) {
+    std::copy_n(first, n, out.begin());
+    std::copy_n(second, n, out.begin() + static_cast<long>(n));
+  } else {
+    std::copy_n(second, n, out.begin());
+  }
+  return out;
+}
+}  // namespace
+
+GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape,
+                         ConditioningShape cond_shape,
+                         const std::array<RoleConditioning, kNumRoles>& roles)
+    : backend_(backend), shape_(shape), cond_shape_(cond_shape) {
   W2SD_CHECK_ARG(shape.count() > 0, "latents must not be empty");
-  const size_t text_count = static_cast<size_t>(shape.batch * text_len * text_dim);
+  const bool added = cond_shape.pooled_dim > 0;
+  W2SD_CHECK_ARG(added == (cond_shape.time_ids_dim > 0),
+                 "pooled_dim and time_ids_dim must both be set (SDXL) or both be 0");
+  const size_t b = static_cast<size_t>(shape.batch);
+  const size_t text_count = b * static_cast<size_t>(cond_shape.text_len * cond_shape.text_dim);
+  const size_t pooled_count = b * static_cast<size_t>(cond_shape.pooled_dim);
+  const size_t ids_count = b * static_cast<size_t>(cond_shape.time_ids_dim);
   bool any_batched = false;
   for (int r = 0; r < kNumRoles; ++r) {
     RoleState& state = roles_[static_cast<size_t>(r)];
     state.cond = roles[static_cast<size_t>(r)];
-    W2SD_CHECK_ARG(state.cond.unet >= 0 && state.cond.unet < backend.num_unets(), "role ", r,
-                   ": UNet index ", state.cond.unet, " out of range");
-    W2SD_CHECK_ARG(state.cond.cond != nullptr, "role ", r, ": missing conditional embeddings");
+    const RoleConditioning& c = state.cond;
+    W2SD_CHECK_ARG(c.unet >= 0 && c.unet < backend.num_unets(), "role ", r, ": UNet index ",
+                   c.unet, " out of range");
+    W2SD_CHECK_ARG(c.cond != nullptr, "role ", r, ": missing conditional embeddings");
     // g == 1 makes e_u + g (e_c - e_u) == e_c: the conditional pass alone is exact.
-    state.batched = state.cond.guidance != 1.0f;
-    if (state.batched) {
-      W2SD_CHECK_ARG(state.cond.uncond != nullptr, "role ", r,
-                     ": guidance != 1 needs unconditional embeddings");
-      state.text.resize(2 * text_count);
-      std::copy_n(state.cond.uncond, text_count, state.text.begin());
-      std::copy_n(state.cond.cond, text_count, state.text.begin() + static_cast<long>(text_count));
-      any_batched = true;
-    } else {
-      state.text.assign(state.cond.cond, state.cond.cond + text_count);
+    state.batched = c.guidance != 1.0f;
+    W2SD_CHECK_ARG(!state.batched || c.uncond != nullptr, "role ", r,
+                   ": guidance != 1 needs unconditional embeddings");
+    state.text = stack(c.uncond, c.cond, text_count, state.batched);
+    if (added) {
+      W2SD_CHECK_ARG(c.cond_pooled && c.time_ids && (!state.batched || c.uncond_pooled), "role ",
+                     r, ": this UNet needs pooled text embeddings and time ids");
+      state.pooled = stack(c.uncond_pooled, c.cond_pooled, pooled_count, state.batched);
+      state.time_ids = stack(c.time_ids, c.time_ids, ids_count, state.batched);
     }
+    any_batched = any_batched || state.batched;
   }
   const size_t n = static_cast<size_t>(shape.count());
   sample_in_.resize(any_batched ? 2 * n : n);
@@ -53,8 +75,14 @@ void GuidedModel::predict(Role role, const float* x, int64_t timestep, float* ou
   in.width = shape_.width;
   in.timestep = static_cast<float>(timestep);
   in.text = state.text.data();
-  in.text_len = text_len_;
-  in.text_dim = text_dim_;
+  in.text_len = cond_shape_.text_len;
+  in.text_dim = cond_shape_.text_dim;
+  if (cond_shape_.pooled_dim > 0) {
+    in.text_embeds = state.pooled.data();
+    in.pooled_dim = cond_shape_.pooled_dim;
+    in.time_ids = state.time_ids.data();
+    in.time_ids_dim = cond_shape_.time_ids_dim;
+  }
   ++unet_calls_;
   if (!state.batched) {
     in.sample = x;

@@ -25,7 +25,11 @@ Ort::Env& shared_env() {
   return env;
 }
 
+// Not movable: `inputs`/`outputs` point into the strings it owns.
 struct NamedSession {
+  NamedSession(const NamedSession&) = delete;
+  NamedSession& operator=(const NamedSession&) = delete;
+
   std::unique_ptr<Ort::Session> session;
   std::vector<std::string> input_names, output_names;
   std::vector<const char*> inputs, outputs;  // c_str views of the names above
@@ -67,8 +71,8 @@ struct NamedSession {
 struct OrtBackend::Impl {
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   Ort::RunOptions run_options;
-  std::vector<NamedSession> unets;
-  std::unique_ptr<NamedSession> text_encoder;
+  std::vector<std::unique_ptr<NamedSession>> unets;
+  std::vector<std::unique_ptr<NamedSession>> text_encoders;
   std::unique_ptr<NamedSession> vae_decoder;
 };
 
@@ -82,11 +86,20 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
     o.SetGraphOptimizationLevel(static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
     return o;
   });
+  const size_t n_unet_inputs = config.unet_names.inputs.size();
+  W2SD_CHECK_ARG(n_unet_inputs == 3 || n_unet_inputs == 5,
+                 "UNet inputs must be 3 (SD) or 5 (SDXL) names, got ", n_unet_inputs);
   for (const auto& path : config.unet_paths) {
-    impl_->unets.emplace_back(path, config.unet_names, options, "UNet");
+    impl_->unets.push_back(
+        std::make_unique<NamedSession>(path, config.unet_names, options, "UNet"));
   }
-  impl_->text_encoder = std::make_unique<NamedSession>(
-      config.text_encoder_path, config.text_encoder_names, options, "text encoder");
+  W2SD_CHECK_ARG(!config.text_encoder_paths.empty() &&
+                     config.text_encoder_paths.size() == config.text_encoder_names.size(),
+                 "need one name set per text encoder path");
+  for (size_t i = 0; i < config.text_encoder_paths.size(); ++i) {
+    impl_->text_encoders.push_back(std::make_unique<NamedSession>(
+        config.text_encoder_paths[i], config.text_encoder_names[i], options, "text encoder"));
+  }
   impl_->vae_decoder = std::make_unique<NamedSession>(
       config.vae_decoder_path, config.vae_decoder_names, options, "VAE decoder");
 }
@@ -95,24 +108,45 @@ OrtBackend::~OrtBackend() = default;
 
 int OrtBackend::num_unets() const { return static_cast<int>(impl_->unets.size()); }
 
+int OrtBackend::num_text_encoders() const {
+  return static_cast<int>(impl_->text_encoders.size());
+}
+
 void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
-  NamedSession& s = impl_->unets[static_cast<size_t>(unet)];
+  NamedSession& s = *impl_->unets[static_cast<size_t>(unet)];
   const std::array<int64_t, 4> sample_shape{in.batch, in.channels, in.height, in.width};
   const std::array<int64_t, 1> t_shape{1};
   const std::array<int64_t, 3> text_shape{in.batch, in.text_len, in.text_dim};
   const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
   float timestep = in.timestep;
+  const bool added = s.inputs.size() == 5;
+  W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
+                 added ? "this UNet needs text_embeds and time_ids (SDXL)"
+                       : "this UNet takes no text_embeds/time_ids");
+  const std::array<int64_t, 2> pooled_shape{in.batch, in.pooled_dim};
+  const std::array<int64_t, 2> ids_shape{in.batch, in.time_ids_dim};
   ort_call("UNet", [&] {
     // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
-    std::array<Ort::Value, 3> inputs{
-        Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.sample), sample_count,
-                                        sample_shape.data(), sample_shape.size()),
-        Ort::Value::CreateTensor<float>(impl_->cpu, &timestep, 1, t_shape.data(), t_shape.size()),
-        Ort::Value::CreateTensor<float>(
-            impl_->cpu, const_cast<float*>(in.text),
-            static_cast<size_t>(in.batch * in.text_len * in.text_dim), text_shape.data(),
-            text_shape.size())};
+    std::vector<Ort::Value> inputs;
+    inputs.reserve(5);
+    inputs.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.sample),
+                                                     sample_count, sample_shape.data(),
+                                                     sample_shape.size()));
+    inputs.push_back(
+        Ort::Value::CreateTensor<float>(impl_->cpu, &timestep, 1, t_shape.data(), t_shape.size()));
+    inputs.push_back(Ort::Value::CreateTensor<float>(
+        impl_->cpu, const_cast<float*>(in.text),
+        static_cast<size_t>(in.batch * in.text_len * in.text_dim), text_shape.data(),
+        text_shape.size()));
+    if (added) {
+      inputs.push_back(Ort::Value::CreateTensor<float>(
+          impl_->cpu, const_cast<float*>(in.text_embeds),
+          static_cast<size_t>(in.batch * in.pooled_dim), pooled_shape.data(), pooled_shape.size()));
+      inputs.push_back(Ort::Value::CreateTensor<float>(
+          impl_->cpu, const_cast<float*>(in.time_ids),
+          static_cast<size_t>(in.batch * in.time_ids_dim), ids_shape.data(), ids_shape.size()));
+    }
     Ort::Value output = Ort::Value::CreateTensor<float>(impl_->cpu, out, sample_count,
                                                         sample_shape.data(), sample_shape.size());
     s.session->Run(impl_->run_options, s.inputs.data(), inputs.data(), inputs.size(),
@@ -132,16 +166,21 @@ HostTensor to_host(Ort::Value& value) {
 }
 }  // namespace
 
-HostTensor OrtBackend::encode_text(const int64_t* input_ids, int64_t batch, int64_t length) {
-  NamedSession& s = *impl_->text_encoder;
+std::vector<HostTensor> OrtBackend::encode_text(int encoder, const int64_t* input_ids,
+                                                int64_t batch, int64_t length) {
+  W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
+                 " out of range");
+  NamedSession& s = *impl_->text_encoders[static_cast<size_t>(encoder)];
   const std::array<int64_t, 2> shape{batch, length};
   return ort_call("text encoder", [&] {
     Ort::Value ids = Ort::Value::CreateTensor<int64_t>(
         impl_->cpu, const_cast<int64_t*>(input_ids), static_cast<size_t>(batch * length),
         shape.data(), shape.size());
-    auto outputs =
-        s.session->Run(impl_->run_options, s.inputs.data(), &ids, 1, s.outputs.data(), 1);
-    return to_host(outputs.at(0));
+    auto outputs = s.session->Run(impl_->run_options, s.inputs.data(), &ids, 1, s.outputs.data(),
+                                  s.outputs.size());
+    std::vector<HostTensor> result;
+    for (auto& v : outputs) result.push_back(to_host(v));
+    return result;
   });
 }
 

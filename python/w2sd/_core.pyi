@@ -1,12 +1,12 @@
 """Type stub of the compiled core (csrc/python/bindings.cpp)."""
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
-Role = tuple[int, float, FloatArray, Union[FloatArray, None]]
+Role = tuple[int, float, FloatArray, FloatArray | None]
 
 def load_ort_library(path: str) -> tuple[str, str, int]: ...
 def cfg_combine(e_uncond: FloatArray, e_cond: FloatArray, guidance: float) -> FloatArray: ...
@@ -51,8 +51,8 @@ class Engine:
         self,
         latents: FloatArray,
         num_inference_steps: int,
-        reflection: Union[int, Sequence[int]],
+        reflection: int | Sequence[int],
         inversion: str,
         roles: Sequence[Role],
-        progress: Union[Callable[[int, int], Union[bool, None]], None] = None,
+        progress: Callable[[int, int], bool | None] | None = None,
     ) -> tuple[FloatArray, dict[str, float]]: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import W2SDError
 
@@ -85,6 +86,17 @@ def _add_sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
     p.add_argument("--height", type=int, default=None, help="image height in pixels")
     p.add_argument("--width", type=int, default=None, help="image width in pixels")
+    for role in ("strong", "weak", "denoiser"):
+        p.add_argument(
+            f"--{role}-prompt",
+            default=None,
+            help=f"prompt for the {role} role only (condition gap; default: PROMPT)",
+        )
+        p.add_argument(
+            f"--{role}-negative-prompt",
+            default=None,
+            help=f"negative prompt for the {role} role only",
+        )
     p.add_argument("--backend", default="cpu", help="inference backend (default: cpu)")
     p.add_argument(
         "--threads",
@@ -114,6 +126,12 @@ def _run_sample(engine_dir: str, prompt: str, args: argparse.Namespace) -> Path:
         height=args.height,
         width=args.width,
         callback=ProgressBar("sampling"),
+        strong_prompt=args.strong_prompt,
+        weak_prompt=args.weak_prompt,
+        denoiser_prompt=args.denoiser_prompt,
+        strong_negative_prompt=args.strong_negative_prompt,
+        weak_negative_prompt=args.weak_negative_prompt,
+        denoiser_negative_prompt=args.denoiser_negative_prompt,
     )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +147,16 @@ def _run_sample(engine_dir: str, prompt: str, args: argparse.Namespace) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .export.engine_export import ExportOptions, export_engine
+    from .lora import LoraSpec
+
+    loras = {
+        role: None if text is None else LoraSpec.parse(text, f"--{role}-lora")
+        for role, text in (
+            ("strong", args.strong_lora),
+            ("weak", args.weak_lora),
+            ("denoiser", args.denoiser_lora),
+        )
+    }
 
     export_engine(
         ExportOptions(
@@ -136,6 +164,9 @@ def cmd_export(args: argparse.Namespace) -> None:
             weak=Path(args.weak),
             denoiser=Path(args.denoiser) if args.denoiser else None,
             out=Path(args.out),
+            strong_lora=loras["strong"],
+            weak_lora=loras["weak"],
+            denoiser_lora=loras["denoiser"],
             strong_guidance=args.strong_guidance,
             weak_guidance=args.weak_guidance,
             denoiser_guidance=args.denoiser_guidance,
@@ -233,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="diffusers folder of the denoiser model (default: the strong one)",
     )
     p.add_argument("--out", required=True, help="engine dir to create")
+    for role in ("strong", "weak", "denoiser"):
+        p.add_argument(
+            f"--{role}-lora",
+            default=None,
+            metavar="FILE:SCALE",
+            help=f"LoRA (.safetensors; diffusers/peft or kohya keys) fused into the "
+            f"{role} UNet at SCALE, e.g. lora.safetensors:-1.5 (LoRA gap)",
+        )
     p.add_argument(
         "--strong-guidance",
         type=float,

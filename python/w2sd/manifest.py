@@ -166,6 +166,13 @@ def load_manifest(engine_dir: str | os.PathLike[str]) -> Manifest:
         unet = data["roles"][role].get("unet")
         if not isinstance(unet, int) or not 0 <= unet < len(data["unets"]):
             raise EngineDirError(f"{path}: corrupt manifest (roles.{role}.unet={unet!r})")
+    encoders = data["text"].get("encoders")
+    if not isinstance(encoders, list) or not encoders:
+        raise EngineDirError(f"{path}: corrupt manifest (text.encoders)")
+    for i, enc in enumerate(encoders):
+        for key in ("file", "tokenizer", "max_length", "pad_token_id", "outputs"):
+            if key not in enc:
+                raise EngineDirError(f"{path}: corrupt manifest (text.encoders[{i}].{key})")
     alphas = data["scheduler"].get("alphas_cumprod")
     if not isinstance(alphas, list) or len(alphas) != data["scheduler"].get("num_train_timesteps"):
         raise EngineDirError(f"{path}: corrupt manifest (scheduler.alphas_cumprod)")

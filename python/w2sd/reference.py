@@ -2,14 +2,16 @@
 
 This is the parity oracle for the runtime: it uses diffusers' own
 DDIMScheduler.step and DDIMInverseScheduler.step, the pipeline's own
-``encode_prompt`` and VAE, and a plain Python loop that mirrors the spec's
-pseudo-code line by line. It is slow on purpose: clarity over speed.
+``encode_prompt`` (SD 1.x/2.x and SDXL), SDXL's ``_get_add_time_ids``, LoRAs
+applied unfused through diffusers' adapter API, and a plain Python loop that
+mirrors the spec's pseudo-code line by line. Slow on purpose: clarity over speed.
 
-Needs torch, diffusers and transformers (``pip install w2sd-runtime[export]``).
+Needs torch, diffusers, transformers and peft (``pip install w2sd-runtime[export]``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .families import detect_family
+from .lora import LoraSpec, load_unet_lora
+
 ROLES = ("strong", "weak", "denoiser")
+Text = str | list[str] | None
 
 
 @dataclass
@@ -27,76 +33,154 @@ class ReferenceOutput:
     unet_calls: int
 
 
+@dataclass
+class _Cond:
+    """One role's conditioning: embeddings and, for SDXL, added conditions."""
+
+    cond: Any
+    uncond: Any
+    added_cond: dict[str, Any] | None = None
+    added_uncond: dict[str, Any] | None = None
+
+
 def reflection_indices(num_steps: int, reflection_steps: int | Sequence[int]) -> set[int]:
     """R: the first lambda steps, or an explicit list of step indices."""
     if isinstance(reflection_steps, int):
         if not 0 <= reflection_steps <= num_steps - 1:
             raise ValueError(f"reflection_steps must be in [0, {num_steps - 1}]")
         return set(range(reflection_steps))
-    idx = set(int(i) for i in reflection_steps)
+    idx = {int(i) for i in reflection_steps}
     if any(not 0 <= i <= num_steps - 2 for i in idx):
         raise ValueError("reflection step indices must be in [0, num_steps - 2]")
     return idx
 
 
 class W2SDReference:
-    """W2SD on diffusers pipelines: text encoder, VAE, tokenizer and scheduler come from
-    the strong pipeline; each role's UNet from its own pipeline folder."""
+    """W2SD on diffusers pipelines. Text encoder(s), tokenizer(s), VAE and scheduler come
+    from the strong pipeline; each role's UNet from its own folder, with an optional LoRA
+    at the role's scale."""
 
     def __init__(
         self,
         strong: str | Path,
         weak: str | Path,
         denoiser: str | Path | None = None,
+        *,
+        strong_lora: LoraSpec | None = None,
+        weak_lora: LoraSpec | None = None,
+        denoiser_lora: LoraSpec | None = None,
     ) -> None:
         import torch
-        from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionPipeline
+        from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel
 
         self.torch = torch
-        self.pipe = StableDiffusionPipeline.from_pretrained(
-            str(strong),
-            torch_dtype=torch.float32,
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
+        index = json.loads((Path(strong) / "model_index.json").read_text())
+        self.family = detect_family(index)
+        pipeline_cls = self.family.pipeline_class()
+        kwargs: dict[str, Any] = {"torch_dtype": torch.float32}
+        if self.family.name == "sd":
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        self.pipe = pipeline_cls.from_pretrained(str(strong), **kwargs)
         self.pipe.set_progress_bar_config(disable=True)
         config = dict(self.pipe.scheduler.config)
         # The spec runs DDIM with clip_sample and thresholding off.
         config.update(clip_sample=False, thresholding=False)
         self.scheduler = DDIMScheduler.from_config(config)
         self.inverse_scheduler = DDIMInverseScheduler.from_config(config)
-        unets: dict[str, Any] = {}
-        cache: dict[str, Any] = {str(Path(strong).resolve()): self.pipe.unet}
-        for role, folder in (("strong", strong), ("weak", weak), ("denoiser", denoiser or strong)):
-            key = str(Path(folder).resolve())
-            if key not in cache:
-                from diffusers import UNet2DConditionModel
 
+        folders = {"strong": strong, "weak": weak, "denoiser": denoiser or strong}
+        loras = {"strong": strong_lora, "weak": weak_lora, "denoiser": denoiser_lora}
+        cache: dict[str, Any] = {str(Path(strong).resolve()): self.pipe.unet}
+        self.unets: dict[str, Any] = {}
+        self.adapters: dict[str, tuple[str, float] | None] = {}
+        for role in ROLES:
+            key = str(Path(folders[role]).resolve())
+            if key not in cache:
                 cache[key] = UNet2DConditionModel.from_pretrained(
                     key, subfolder="unet", torch_dtype=torch.float32
                 ).eval()
-            unets[role] = cache[key]
-        self.unets = unets
+            unet = cache[key]
+            self.unets[role] = unet
+            spec = loras[role]
+            if spec is None:
+                self.adapters[role] = None
+                continue
+            name = f"w2sd_{role}"
+            load_unet_lora(pipeline_cls, unet, spec, adapter_name=name)
+            self.adapters[role] = (name, spec.scale)
 
-    def encode(self, prompts: list[str], negatives: list[str]) -> tuple[Any, Any]:
-        cond, uncond = self.pipe.encode_prompt(prompts, "cpu", 1, True, negative_prompt=negatives)
-        return cond, uncond
+    # -- conditioning -------------------------------------------------------------
 
-    def guided(self, role: str, x: Any, t: Any, g: float, cond: Any, uncond: Any) -> Any:
+    def _encode(
+        self, prompts: list[str], negatives: list[str] | None, height: int, width: int
+    ) -> _Cond:
+        if self.family.name == "sd":
+            cond, uncond = self.pipe.encode_prompt(
+                prompts, "cpu", 1, True, negative_prompt=negatives or [""] * len(prompts)
+            )
+            return _Cond(cond, uncond)
+        cond, uncond, pooled, uncond_pooled = self.pipe.encode_prompt(
+            prompts,
+            device="cpu",
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=negatives,
+        )
+        te2 = self.pipe.text_encoder_2
+        time_ids = self.pipe._get_add_time_ids(
+            (height, width),
+            (0, 0),
+            (height, width),
+            dtype=cond.dtype,
+            text_encoder_projection_dim=te2.config.projection_dim,
+        ).repeat(len(prompts), 1)
+        return _Cond(
+            cond,
+            uncond,
+            {"text_embeds": pooled, "time_ids": time_ids},
+            {"text_embeds": uncond_pooled, "time_ids": time_ids},
+        )
+
+    def _activate(self, role: str) -> None:
+        """Enable exactly this role's LoRA adapter at its scale (none: adapters off)."""
+        unet = self.unets[role]
+        if not getattr(unet, "peft_config", None):
+            return
+        adapter = self.adapters[role]
+        if adapter is None:
+            unet.disable_adapters()
+        else:
+            unet.enable_adapters()
+            unet.set_adapters([adapter[0]], [adapter[1]])
+
+    def guided(self, role: str, x: Any, t: Any, g: float, c: _Cond) -> Any:
         """e = e_u + g (e_c - e_u), batched; the conditional pass alone when g == 1."""
         torch = self.torch
+        self._activate(role)
         unet = self.unets[role]
         with torch.no_grad():
             if g == 1.0:
-                return unet(x, t, encoder_hidden_states=cond).sample
-            both = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond]))
+                return unet(
+                    x, t, encoder_hidden_states=c.cond, added_cond_kwargs=c.added_cond
+                ).sample
+            added = None
+            if c.added_cond is not None:
+                added = {k: torch.cat([c.added_uncond[k], c.added_cond[k]]) for k in c.added_cond}
+            both = unet(
+                torch.cat([x, x]),
+                t,
+                encoder_hidden_states=torch.cat([c.uncond, c.cond]),
+                added_cond_kwargs=added,
+            )
             e_u, e_c = both.sample.chunk(2)
             return e_u + g * (e_c - e_u)
+
+    # -- sampling -----------------------------------------------------------------
 
     def sample(
         self,
         prompt: str | list[str],
-        negative_prompt: str | list[str] | None = None,
+        negative_prompt: Text = None,
         *,
         latents: np.ndarray,
         num_inference_steps: int,
@@ -106,15 +190,18 @@ class W2SDReference:
         denoiser_guidance: float | None = None,
         inversion: str = "official",
         output_type: str = "np",
+        role_prompts: dict[str, Text] | None = None,
+        role_negative_prompts: dict[str, Text] | None = None,
     ) -> ReferenceOutput:
         torch = self.torch
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if negative_prompt is None:
-            negatives = [""] * len(prompts)
-        elif isinstance(negative_prompt, str):
-            negatives = [negative_prompt] * len(prompts)
-        else:
-            negatives = list(negative_prompt)
+        batch = len(prompts)
+
+        def as_list(text: Text) -> list[str] | None:
+            if text is None:
+                return None
+            return [text] * batch if isinstance(text, str) else list(text)
+
         if inversion not in ("official", "exact"):
             raise ValueError(f"unknown inversion mode {inversion!r}")
         g = {
@@ -122,7 +209,18 @@ class W2SDReference:
             "weak": weak_guidance,
             "denoiser": strong_guidance if denoiser_guidance is None else denoiser_guidance,
         }
-        cond, uncond = self.encode(prompts, negatives)
+        f = self.pipe.vae_scale_factor
+        height, width = latents.shape[2] * f, latents.shape[3] * f
+        conds = {}
+        for role in ROLES:
+            p = (role_prompts or {}).get(role)
+            n = (role_negative_prompts or {}).get(role)
+            conds[role] = self._encode(
+                as_list(p) or prompts,
+                as_list(n if n is not None else negative_prompt),
+                height,
+                width,
+            )
         self.scheduler.set_timesteps(num_inference_steps)
         self.inverse_scheduler.set_timesteps(num_inference_steps)
         timesteps = self.scheduler.timesteps
@@ -131,13 +229,13 @@ class W2SDReference:
         calls = 0
         for i, t in enumerate(timesteps):
             if i in reflect:
-                e = self.guided("strong", x, t, g["strong"], cond, uncond)
+                e = self.guided("strong", x, t, g["strong"], conds["strong"])
                 x_s = self.scheduler.step(e, t, x).prev_sample
-                e = self.guided("weak", x_s, t, g["weak"], cond, uncond)
+                e = self.guided("weak", x_s, t, g["weak"], conds["weak"])
                 t_inv = timesteps[i + 1] if inversion == "official" else t
                 x = self.inverse_scheduler.step(e, t_inv, x_s).prev_sample
                 calls += 2
-            e = self.guided("denoiser", x, t, g["denoiser"], cond, uncond)
+            e = self.guided("denoiser", x, t, g["denoiser"], conds["denoiser"])
             x = self.scheduler.step(e, t, x).prev_sample
             calls += 1
         final = x.numpy().astype(np.float32)

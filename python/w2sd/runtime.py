@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any, Callable, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .manifest import ROLES, Manifest, load_manifest
 from .ort_library import find_ort_library
 from .tokenizer import ClipTokenizer
 
-ProgressCallback = Callable[[int, int], Union[bool, None]]
+ProgressCallback = Callable[[int, int], bool | None]
 
 INVERSION_MODES = ("official", "exact")
 OUTPUT_TYPES = ("pil", "np", "latent")
@@ -117,26 +117,34 @@ class W2SDRuntime:
             )
         data = self.manifest.data
         files = built["files"]
-        names = [f"unet{i}" for i in range(len(data["unets"]))] + ["text_encoder", "vae_decoder"]
+        names = [f"unet{i}" for i in range(len(data["unets"]))]
+        names += [f"text_encoder{i}" for i in range(len(data["text"]["encoders"]))]
+        names.append("vae_decoder")
         missing = [n for n in names if n not in files]
         if missing:
             raise EngineDirError(f"{self.manifest.root}: {backend} build lacks {missing}; rebuild")
-        self.manifest.verify(
-            sorted(built["artifacts"]) + [data["text"]["tokenizer"]], full=verify_checksums
-        )
+        tokenizers = [e["tokenizer"] for e in data["text"]["encoders"]]
+        self.manifest.verify(sorted(built["artifacts"]) + tokenizers, full=verify_checksums)
 
         text = data["text"]
-        self._tokenizer = ClipTokenizer(
-            self.manifest.path(text["tokenizer"]),
-            int(text["max_length"]),
-            int(text["pad_token_id"]),
-        )
+        self._encoders = text["encoders"]
+        self._tokenizers = [
+            ClipTokenizer(
+                self.manifest.path(e["tokenizer"]), int(e["max_length"]), int(e["pad_token_id"])
+            )
+            for e in self._encoders
+        ]
         self._engine = _core().Engine(
             library_path=str(find_ort_library()),
             unet_paths=[
                 str(self.manifest.path(files[f"unet{i}"])) for i in range(len(data["unets"]))
             ],
-            text_encoder_path=str(self.manifest.path(files["text_encoder"])),
+            unet_inputs=list(data["models"]["unet"]["inputs"]),
+            text_encoder_paths=[
+                str(self.manifest.path(files[f"text_encoder{i}"]))
+                for i in range(len(self._encoders))
+            ],
+            text_encoder_outputs=[list(e["outputs"]) for e in self._encoders],
             vae_decoder_path=str(self.manifest.path(files["vae_decoder"])),
             **scheduler_kwargs(data["scheduler"]),
             intra_op_threads=threads or 0,
@@ -162,9 +170,24 @@ class W2SDRuntime:
         """The DDIM timesteps tau_0 > ... > tau_{T-1} this engine uses for T steps."""
         return list(ddim_schedule(self.manifest.scheduler, num_inference_steps).timesteps)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Token ids -> text encoder hidden states (len(texts), max_length, hidden)."""
-        return self._engine.encode_text(self._tokenizer(texts))
+    @property
+    def num_unet_sessions(self) -> int:
+        """UNet sessions held in memory: one per distinct UNet artifact."""
+        return int(self._engine.num_unets)
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Texts -> (hidden states (N, L, D), pooled embeddings (N, P) or None).
+
+        SD 1.x/2.x: the encoder's last hidden state. SDXL: both encoders'
+        penultimate hidden states concatenated, pooled from encoder 2."""
+        hidden = []
+        pooled = None
+        for i, (enc, tok) in enumerate(zip(self._encoders, self._tokenizers, strict=True)):
+            outputs = self._engine.encode_text(i, tok(texts))
+            hidden.append(outputs[0])
+            if "text_embeds" in enc["outputs"]:
+                pooled = outputs[enc["outputs"].index("text_embeds")]
+        return np.concatenate(hidden, axis=-1) if len(hidden) > 1 else hidden[0], pooled
 
     def sample(
         self,
@@ -183,6 +206,12 @@ class W2SDRuntime:
         width: int | None = None,
         output_type: str = "pil",
         callback: ProgressCallback | None = None,
+        strong_prompt: str | Sequence[str] | None = None,
+        weak_prompt: str | Sequence[str] | None = None,
+        denoiser_prompt: str | Sequence[str] | None = None,
+        strong_negative_prompt: str | Sequence[str] | None = None,
+        weak_negative_prompt: str | Sequence[str] | None = None,
+        denoiser_negative_prompt: str | Sequence[str] | None = None,
     ) -> Any:
         """Generate one image per prompt with W2SD.
 
@@ -191,6 +220,10 @@ class W2SDRuntime:
         float32 latents (B, C, H/8, W/8) for ``"latent"``. ``callback(done,
         total)`` is called after every step; returning False cancels
         (``w2sd.CancelledError``).
+
+        Condition gap: ``strong_prompt``/``weak_prompt``/``denoiser_prompt`` and
+        the matching ``*_negative_prompt`` override ``prompt``/``negative_prompt``
+        for one role (e.g. an LLM-refined prompt on the strong side).
         """
         t_start = time.perf_counter()
         d = self.defaults
@@ -198,7 +231,21 @@ class W2SDRuntime:
             raise InvalidArgumentError("prompt must be a str or a list of str, got None")
         prompts = _as_list(prompt, "prompt")
         batch = len(prompts)
-        negatives = _as_list(negative_prompt, "negative_prompt", batch)
+        if negative_prompt is not None:
+            _as_list(negative_prompt, "negative_prompt", batch)
+        role_text = {
+            "strong": (strong_prompt, strong_negative_prompt),
+            "weak": (weak_prompt, weak_negative_prompt),
+            "denoiser": (denoiser_prompt, denoiser_negative_prompt),
+        }
+        role_prompts: dict[str, list[str]] = {}
+        role_negatives: dict[str, list[str] | None] = {}
+        for role, (p, n) in role_text.items():
+            role_prompts[role] = prompts if p is None else _as_list(p, f"{role}_prompt", batch)
+            n = negative_prompt if n is None else n
+            role_negatives[role] = (
+                None if n is None else _as_list(n, f"{role}_negative_prompt", batch)
+            )
         steps = d["num_inference_steps"] if num_inference_steps is None else num_inference_steps
         if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
             raise InvalidArgumentError(f"num_inference_steps must be a positive int, got {steps!r}")
@@ -236,20 +283,14 @@ class W2SDRuntime:
                 raise InvalidArgumentError(f"{role}_guidance must be a finite number, got {g!r}")
         x, seed_used = self._initial_latents(latents, seed, batch, height, width)
 
-        # Text: one encoder call for [uncond; cond] when any role is guided.
         t0 = time.perf_counter()
-        needs_uncond = any(float(g) != 1.0 for g in guidance.values())
-        texts = (negatives + prompts) if needs_uncond else prompts
-        emb = self.encode(texts)
-        cond = np.ascontiguousarray(emb[-batch:])
-        uncond = np.ascontiguousarray(emb[:batch]) if needs_uncond else None
+        h, w = (
+            x.shape[2] * int(self.manifest.data["vae_scale_factor"]),
+            x.shape[3] * int(self.manifest.data["vae_scale_factor"]),
+        )
+        roles = self._conditioning(guidance, role_prompts, role_negatives, batch, h, w)
         t_text = time.perf_counter() - t0
 
-        roles = []
-        for role in ROLES:
-            g = float(guidance[role])
-            unet = int(self.manifest.data["roles"][role]["unet"])
-            roles.append((unet, g, cond, uncond if g != 1.0 else None))
         out, loop_stats = self._engine.run_loop(x, steps, reflection, inversion, roles, callback)
         stats: dict[str, Any] = {
             "seed": seed_used,
@@ -276,6 +317,66 @@ class W2SDRuntime:
 
         pil = [Image.fromarray(im) for im in images]
         return pil[0] if isinstance(prompt, str) else pil
+
+    def _conditioning(
+        self,
+        guidance: dict[str, float],
+        prompts: dict[str, list[str]],
+        negatives: dict[str, list[str] | None],
+        batch: int,
+        height: int,
+        width: int,
+    ) -> list[dict[str, Any]]:
+        """Per-role conditioning for the core, with one text-encoder pass over all unique texts.
+
+        Unconditional: the role's negative prompt, else "" (SD 1.x/2.x) or zeros
+        when the pipeline sets force_zeros_for_empty_prompt (SDXL), as diffusers."""
+        zeros_for_empty = bool(self.manifest.data["text"]["force_zeros_for_empty_prompt"])
+        texts: dict[str, int] = {}
+        plan: dict[str, tuple[list[str], list[str] | None]] = {}
+        for role in ROLES:
+            guided = float(guidance[role]) != 1.0
+            uncond = None
+            if guided:
+                uncond = negatives[role]
+                if uncond is None and not zeros_for_empty:
+                    uncond = [""] * batch
+            plan[role] = (prompts[role], uncond)
+            for t in prompts[role] + (uncond or []):
+                texts.setdefault(t, len(texts))
+        hidden, pooled = self.encode(list(texts))
+        added = self.manifest.data.get("unet_added_conditions")
+        time_ids = None
+        if added:
+            # (orig_h, orig_w, crop_top, crop_left, target_h, target_w), diffusers' defaults
+            row = np.array([height, width, 0, 0, height, width], dtype=np.float32)
+            time_ids = np.ascontiguousarray(np.broadcast_to(row, (batch, 6)))
+
+        def rows(ts: list[str], table: np.ndarray | None) -> np.ndarray | None:
+            if table is None:
+                return None
+            return np.ascontiguousarray(table[[texts[t] for t in ts]])
+
+        roles = []
+        for role in ROLES:
+            g = float(guidance[role])
+            cond_texts, uncond_texts = plan[role]
+            entry: dict[str, Any] = {
+                "unet": int(self.manifest.data["roles"][role]["unet"]),
+                "guidance": g,
+                "cond": rows(cond_texts, hidden),
+                "cond_pooled": rows(cond_texts, pooled) if added else None,
+                "time_ids": time_ids,
+            }
+            if g != 1.0:
+                if uncond_texts is None:  # force_zeros_for_empty_prompt
+                    entry["uncond"] = np.zeros_like(entry["cond"])
+                    entry["uncond_pooled"] = np.zeros_like(entry["cond_pooled"]) if added else None
+                else:
+                    entry["uncond"] = rows(uncond_texts, hidden)
+                    entry["uncond_pooled"] = rows(uncond_texts, pooled) if added else None
+            roles.append(entry)
+        return roles
 
     # -- validation ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 TEXT_HIDDEN = 32
 MAX_LENGTH = 77
@@ -80,11 +81,15 @@ def _bytes_to_unicode() -> dict[int, str]:
         if b not in table:
             table[b] = chr(256 + extra)
             extra += 1
-    return dict(sorted(table.items()))
+    # Printable bytes first, as CLIP's table orders them (so '!' is token 0).
+    return table
 
 
-def write_tiny_clip_tokenizer(folder: Path) -> None:
-    """Write ``vocab.json``, ``merges.txt`` and configs of a tiny CLIP BPE tokenizer."""
+def write_tiny_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> None:
+    """Write ``vocab.json``, ``merges.txt`` and configs of a tiny CLIP BPE tokenizer.
+
+    ``pad_token`` is "<|endoftext|>" as in SD 1.x's tokenizer, or "!" as in the
+    OpenCLIP tokenizers of SD 2.x and SDXL's second encoder."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     vocab: dict[str, int] = {}
@@ -111,7 +116,7 @@ def write_tiny_clip_tokenizer(folder: Path) -> None:
         "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>",
+        "pad_token": pad_token,
     }
     (folder / "special_tokens_map.json").write_text(json.dumps(special), encoding="utf-8")
     config = dict(special, model_max_length=MAX_LENGTH, tokenizer_class="CLIPTokenizer")
@@ -123,27 +128,79 @@ def _tokenizer_ids(folder: Path) -> tuple[int, int, int]:
     return vocab["<|startoftext|>"], vocab["<|endoftext|>"], len(vocab)
 
 
-def build_tiny_sd_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: int = 0) -> Path:
-    """Save a tiny SD-1.x-architecture pipeline as an ordinary diffusers folder.
+def _tiny_text_config(tok_dir: Path, projection_dim: int = TEXT_HIDDEN) -> Any:
+    from transformers import CLIPTextConfig
+
+    bos, eos, vocab_size = _tokenizer_ids(tok_dir)
+    return CLIPTextConfig(
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=37,
+        layer_norm_eps=1e-5,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        projection_dim=projection_dim,
+        vocab_size=vocab_size,
+        max_position_embeddings=MAX_LENGTH,
+    )
+
+
+def _tiny_vae(seed: int, scaling_factor: float = 0.18215) -> Any:
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=32,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _tiny_ddim(prediction_type: str = "epsilon") -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+
+
+def build_tiny_sd_pipeline(
+    out_dir: str | Path, unet_seed: int, shared_seed: int = 0, variant: str = "sd1"
+) -> Path:
+    """Save a tiny SD-1.x (``variant="sd1"``) or SD-2.x (``"sd2"``: v-prediction,
+    linear attention projections, "!" padding) pipeline as an ordinary diffusers folder.
 
     ``unet_seed`` sets the UNet's weights; ``shared_seed`` sets the text encoder
     and VAE, so two pipelines with the same shared seed are a compatible pair.
     """
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
+    if variant not in ("sd1", "sd2"):
+        raise ValueError(f"variant must be 'sd1' or 'sd2', got {variant!r}")
+    sd2 = variant == "sd2"
     out = Path(out_dir)
     if (out / "model_index.json").exists():
         return out
     tok_dir = out / "tokenizer"
-    write_tiny_clip_tokenizer(tok_dir)
-    bos, eos, vocab_size = _tokenizer_ids(tok_dir)
+    write_tiny_clip_tokenizer(tok_dir, pad_token="!" if sd2 else "<|endoftext|>")
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
 
     torch.manual_seed(unet_seed)
@@ -156,56 +213,119 @@ def build_tiny_sd_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: int
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_HIDDEN,
-        attention_head_dim=8,
+        attention_head_dim=(2, 4) if sd2 else 8,
+        use_linear_projection=sd2,
         norm_num_groups=32,
     )
-    torch.manual_seed(shared_seed)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=32,
-        sample_size=64,
-    )
+    vae = _tiny_vae(shared_seed)
     torch.manual_seed(shared_seed + 1)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=bos,
-            eos_token_id=eos,
-            pad_token_id=eos,
-            hidden_size=TEXT_HIDDEN,
-            intermediate_size=37,
-            layer_norm_eps=1e-5,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            projection_dim=TEXT_HIDDEN,
-            vocab_size=vocab_size,
-            max_position_embeddings=MAX_LENGTH,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    text_encoder = CLIPTextModel(_tiny_text_config(tok_dir))
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=_tiny_ddim("v_prediction" if sd2 else "epsilon"),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: int = 0) -> Path:
+    """Save a tiny SDXL-architecture pipeline (two text encoders, text_embeds/time_ids),
+    shaped like diffusers' own tiny SDXL test configuration."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    out = Path(out_dir)
+    if (out / "model_index.json").exists():
+        return out
+    write_tiny_clip_tokenizer(out / "tokenizer")
+    write_tiny_clip_tokenizer(out / "tokenizer_2", pad_token="!")
+    torch.manual_seed(unet_seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        # 6 time ids x 8 + the pooled projection of encoder 2
+        projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
+        cross_attention_dim=2 * TEXT_HIDDEN,
+        norm_num_groups=32,
+    )
+    vae = _tiny_vae(shared_seed, scaling_factor=0.13025)
+    torch.manual_seed(shared_seed + 1)
+    text_encoder = CLIPTextModel(_tiny_text_config(out / "tokenizer"))
+    torch.manual_seed(shared_seed + 2)
+    text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(out / "tokenizer_2"))
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=CLIPTokenizer.from_pretrained(out / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(out / "tokenizer_2"),
+        unet=unet,
+        scheduler=_tiny_ddim(),
+        force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def make_tiny_lora(
+    pipeline_dir: str | Path, out_file: str | Path, seed: int, fmt: str = "diffusers"
+) -> Path:
+    """Write a random rank-4 LoRA for a tiny pipeline's UNet attention projections.
+
+    ``fmt="diffusers"``: peft/diffusers keys (``unet.…lora_A.weight``), as
+    ``save_lora_weights`` writes them; ``fmt="kohya"``: kohya/A1111 keys
+    (``lora_unet_…lora_down.weight`` with ``.alpha``).
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(Path(pipeline_dir) / "unet")
+    torch.manual_seed(seed)
+    unet.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            init_lora_weights=False,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        )
+    )
+    state = {
+        k: v.detach().clone().contiguous() * 0.5 for k, v in get_peft_model_state_dict(unet).items()
+    }
+    if fmt == "diffusers":
+        tensors = {f"unet.{k}": v for k, v in state.items()}
+    elif fmt == "kohya":
+        tensors = {}
+        for k, v in state.items():
+            module, kind = k.rsplit(".lora_", 1)
+            base = "lora_unet_" + module.replace(".", "_")
+            tensors[base + (".lora_down.weight" if kind.startswith("A") else ".lora_up.weight")] = v
+            tensors[base + ".alpha"] = torch.tensor(4.0)
+    else:
+        raise ValueError(f"fmt must be 'diffusers' or 'kohya', got {fmt!r}")
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out))
     return out
 
 

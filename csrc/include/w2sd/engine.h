@@ -22,7 +22,7 @@ struct LoopRequest {
   bool use_indices = false;
   std::vector<int64_t> reflection_indices;
   InversionMode inversion = InversionMode::kOfficial;
-  int64_t text_len = 0, text_dim = 0;
+  ConditioningShape cond_shape;
   std::array<RoleConditioning, kNumRoles> roles;
 };
 

@@ -24,11 +24,22 @@ struct RoleConditioning {
   float guidance = 1.0f;
   const float* cond = nullptr;
   const float* uncond = nullptr;  // may be null when guidance == 1
+  // SDXL only (null otherwise): pooled embeddings (batch, pooled_dim) and
+  // time ids (batch, time_ids_dim), shared by both halves of the CFG batch.
+  const float* cond_pooled = nullptr;
+  const float* uncond_pooled = nullptr;
+  const float* time_ids = nullptr;
+};
+
+// Sizes of the conditioning tensors, common to all roles.
+struct ConditioningShape {
+  int64_t text_len = 0, text_dim = 0;
+  int64_t pooled_dim = 0, time_ids_dim = 0;  // 0 when the UNet takes no added conditions
 };
 
 class GuidedModel {
  public:
-  GuidedModel(InferenceBackend& backend, LatentShape shape, int64_t text_len, int64_t text_dim,
+  GuidedModel(InferenceBackend& backend, LatentShape shape, ConditioningShape cond_shape,
               const std::array<RoleConditioning, kNumRoles>& roles);
 
   // e_role(x, t) for the whole latent batch; out holds shape.count() floats.
@@ -42,12 +53,14 @@ class GuidedModel {
 
   struct RoleState {
     RoleConditioning cond;
-    bool batched = false;       // guidance != 1: one call with batch 2B
-    std::vector<float> text;    // [uncond; cond] or cond, built once
+    bool batched = false;        // guidance != 1: one call with batch 2B
+    std::vector<float> text;     // [uncond; cond] or cond, built once
+    std::vector<float> pooled;   // likewise, SDXL only
+    std::vector<float> time_ids; // [ids; ids] or ids, SDXL only
   };
   InferenceBackend& backend_;
   LatentShape shape_;
-  int64_t text_len_, text_dim_;
+  ConditioningShape cond_shape_;
   std::array<RoleState, kNumRoles> roles_;
   std::vector<float> sample_in_;  // 2B latents, reused every call
   std::vector<float> unet_out_;   // 2B outputs, reused every call

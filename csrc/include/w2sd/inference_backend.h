@@ -14,6 +14,12 @@ struct UnetInputs {
   float timestep = 0.0f;
   const float* text = nullptr;  // encoder_hidden_states (batch, text_len, text_dim)
   int64_t text_len = 0, text_dim = 0;
+  // SDXL's added conditions (null for SD 1.x/2.x): pooled text embeddings
+  // (batch, pooled_dim) and micro-conditioning time ids (batch, time_ids_dim).
+  const float* text_embeds = nullptr;
+  int64_t pooled_dim = 0;
+  const float* time_ids = nullptr;
+  int64_t time_ids_dim = 0;
 };
 
 // A float32 tensor owned by the caller after a one-off call (text, VAE).
@@ -28,8 +34,11 @@ class InferenceBackend {
   virtual int num_unets() const = 0;
   // Writes the UNet output (same shape as the sample) into out.
   virtual void run_unet(int unet, const UnetInputs& in, float* out) = 0;
-  // input_ids (batch, length) -> encoder hidden states (batch, length, dim).
-  virtual HostTensor encode_text(const int64_t* input_ids, int64_t batch, int64_t length) = 0;
+  virtual int num_text_encoders() const = 0;
+  // input_ids (batch, length) -> every output of text encoder `encoder`
+  // (hidden states first; SDXL's second encoder also gives pooled embeddings).
+  virtual std::vector<HostTensor> encode_text(int encoder, const int64_t* input_ids, int64_t batch,
+                                              int64_t length) = 0;
   // Scaled latents (batch, c, h, w) -> image (batch, 3, 8h, 8w) in [-1, 1].
   virtual HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels,
                                     int64_t height, int64_t width) = 0;

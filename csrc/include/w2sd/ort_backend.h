@@ -18,11 +18,11 @@ struct OrtModelNames {
 struct OrtBackendConfig {
   std::string library_path;             // libonnxruntime.so.* to load
   std::vector<std::string> unet_paths;  // one per distinct UNet artifact
-  std::string text_encoder_path;
+  std::vector<std::string> text_encoder_paths;  // one (SD 1.x/2.x) or two (SDXL)
   std::string vae_decoder_path;
-  // {sample, timestep, encoder_hidden_states} -> {out}
+  // {sample, timestep, encoder_hidden_states[, text_embeds, time_ids]} -> {out}
   OrtModelNames unet_names{{"sample", "timestep", "encoder_hidden_states"}, {"out_sample"}};
-  OrtModelNames text_encoder_names{{"input_ids"}, {"last_hidden_state"}};
+  std::vector<OrtModelNames> text_encoder_names;  // per encoder: {input_ids} -> outputs
   OrtModelNames vae_decoder_names{{"latent_sample"}, {"sample"}};
   int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
   // 0 disable, 1 basic, 2 extended, 99 all (GraphOptimizationLevel)
@@ -36,7 +36,9 @@ class OrtBackend final : public InferenceBackend {
 
   int num_unets() const override;
   void run_unet(int unet, const UnetInputs& in, float* out) override;
-  HostTensor encode_text(const int64_t* input_ids, int64_t batch, int64_t length) override;
+  int num_text_encoders() const override;
+  std::vector<HostTensor> encode_text(int encoder, const int64_t* input_ids, int64_t batch,
+                                      int64_t length) override;
   HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels,
                             int64_t height, int64_t width) override;
 
