@@ -80,48 +80,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from w2sd.tiny_models import build_tiny_pair
-
-    return build_tiny_pair(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="session")
-def engine_dir(tiny_pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from w2sd.engines.build import build_engine
-    from w2sd.export.engine_export import ExportOptions, export_engine
-
-    strong, weak = tiny_pair
-    out = tmp_path_factory.mktemp("engines") / "tiny"
-    export_engine(
-        ExportOptions(
-            strong=strong,
-            weak=weak,
-            out=out,
-            num_inference_steps=STEPS,
-            reflection_steps=REFLECTION,
-            log=lambda m: None,
-        )
-    )
-    build_engine(str(out), "cpu", log=lambda m: None)
-    return out
-
-
-@pytest.fixture(scope="session")
-def runtime(engine_dir: Path):  # type: ignore[no-untyped-def]
-    from w2sd import W2SDRuntime
-
-    return W2SDRuntime(engine_dir)
-
-
-@pytest.fixture(scope="session")
-def reference(tiny_pair: tuple[Path, Path]):  # type: ignore[no-untyped-def]
-    from w2sd.reference import W2SDReference
-
-    return W2SDReference(*tiny_pair)
-
-
 FAMILY_BUILDERS = {
     "sd1": lambda root, seed: _tiny("sd", root, seed, "sd1"),
     "sd2": lambda root, seed: _tiny("sd", root, seed, "sd2"),
@@ -187,6 +145,45 @@ class ModelZoo:
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> ModelZoo:
     return ModelZoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(zoo: ModelZoo) -> tuple[Path, Path]:
+    """The demo's pair: tiny SD-1.x strong (UNet seed 1) and weak (UNet seed 2)."""
+    return zoo.pipeline("sd1", 1), zoo.pipeline("sd1", 2)
+
+
+@pytest.fixture(scope="session")
+def engine_dir(tiny_pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from w2sd.engines.build import build_engine
+    from w2sd.export.engine_export import ExportOptions, export_engine
+
+    strong, weak = tiny_pair
+    out = tmp_path_factory.mktemp("engines") / "tiny"
+    export_engine(
+        ExportOptions(
+            strong=strong,
+            weak=weak,
+            out=out,
+            num_inference_steps=STEPS,
+            reflection_steps=REFLECTION,
+            log=lambda m: None,
+        )
+    )
+    build_engine(str(out), "cpu", log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def runtime(engine_dir: Path):  # type: ignore[no-untyped-def]
+    from w2sd import W2SDRuntime
+
+    return W2SDRuntime(engine_dir)
+
+
+@pytest.fixture(scope="session")
+def reference(zoo: ModelZoo, tiny_pair: tuple[Path, Path]):  # type: ignore[no-untyped-def]
+    return zoo.reference("sd1-pair", strong=tiny_pair[0], weak=tiny_pair[1])
 
 
 @pytest.fixture

@@ -290,3 +290,22 @@ def test_lora_spec_parsing(tmp_path):  # type: ignore[no-untyped-def]
     assert LoraSpec.parse(str(f)) == LoraSpec(f, 1.0)
     with pytest.raises(InvalidArgumentError, match="does not exist"):
         LoraSpec.parse(str(tmp_path / "missing.safetensors:1.0"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_exported_model_checked_against_torch(zoo, family):  # type: ignore[no-untyped-def]
+    """Export checks each ONNX model against its PyTorch module (spec bound) and records it."""
+    engine, _ = _weight_gap(zoo, family)
+    m = json.loads((engine / "manifest.json").read_text())
+    expected = {e["file"].split("/")[0] for e in m["text"]["encoders"]}
+    expected |= {"vae_decoder", "unet0", "unet1", "unet2"}
+    assert set(m["export_checks"]) == expected
+    assert all(v <= 1e-4 for v in m["export_checks"].values()), m["export_checks"]
+    if family == "sdxl":
+        assert [e["outputs"] for e in m["text"]["encoders"]] == [
+            ["hidden_states"],
+            ["hidden_states", "text_embeds"],
+        ]
+        assert m["models"]["unet"]["inputs"][-2:] == ["text_embeds", "time_ids"]
+    if family == "sd2":
+        assert m["scheduler"]["prediction_type"] == "v_prediction"
