@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_images_match, assert_latents_close
 
+from conftest import assert_images_match, assert_latents_close
 from w2sd.latents import initial_latents
 
 

@@ -211,6 +211,37 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=1))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from .bench.report import chart, table
+    from .bench.runner import BenchOptions, default_cache_dir, run_bench
+
+    result = run_bench(
+        BenchOptions(
+            engine_dir=Path(args.engine_dir) if args.engine_dir else None,
+            workload=args.workload,
+            steps=args.steps,
+            reflection_steps=args.reflection_steps,
+            repeat=args.repeat,
+            warmup=args.warmup,
+            baselines=tuple(b for b in args.baselines.split(",") if b),
+            concurrency=args.concurrency,
+            threads=args.threads,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
+        )
+    )
+    print(table(result))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        _log(f"wrote {out}")
+    if args.chart:
+        chart(result, Path(args.chart))
+        _log(f"wrote {args.chart}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .engines.build import build_engine
     from .export.engine_export import ExportOptions, export_engine
@@ -348,6 +379,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sample_args(p)
     p.set_defaults(func=cmd_demo, output=None, seed=0)
+
+    p = sub.add_parser(
+        "bench",
+        help="latency benchmark with side-by-side baselines (../shared/PERF-PROTOCOL.md)",
+        description="Benchmark an engine dir, or a named workload built locally and cached "
+        "(tiny, sd15-256), against the diffusers reference, a plain Python ONNX "
+        "Runtime loop and plain DDIM with T + 2λ UNet calls. Each configuration runs "
+        "in its own process; times are medians after warm-up.",
+    )
+    p.add_argument("engine_dir", nargs="?", default=None, help="engine dir (or use --workload)")
+    p.add_argument("--workload", default=None, help="named workload: tiny or sd15-256")
+    p.add_argument("--steps", type=int, default=None, help="T (default: the workload's/engine's)")
+    p.add_argument("--reflection-steps", type=int, default=None, help="λ (default: likewise)")
+    p.add_argument("--repeat", type=int, default=3, help="measured runs (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up runs (default 1)")
+    p.add_argument(
+        "--baselines",
+        default="diffusers,ort-python,ddim",
+        help="comma-separated: diffusers, ort-python, ddim (default: all; '' for none)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="concurrent requests for the throughput figure (default 2; 1 skips it)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="runtime intra-op threads")
+    p.add_argument(
+        "--cache-dir", default=None, help="where workloads are built (default: ~/.cache/w2sd/bench)"
+    )
+    p.add_argument("--json", default=None, help="write the result object to this file")
+    p.add_argument("--chart", default=None, help="write a per-stage PNG chart to this file")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="show an engine dir's manifest summary")
     p.add_argument("engine_dir")

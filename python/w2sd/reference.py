@@ -31,6 +31,7 @@ class ReferenceOutput:
     latents: np.ndarray  # final latents (B, C, h, w) float32
     images: np.ndarray | None  # uint8 (B, H, W, 3), None for output_type="latent"
     unet_calls: int
+    stages_s: dict[str, float] | None = None  # text_encode, loop, vae_decode (wall time)
 
 
 @dataclass
@@ -193,7 +194,10 @@ class W2SDReference:
         role_prompts: dict[str, Text] | None = None,
         role_negative_prompts: dict[str, Text] | None = None,
     ) -> ReferenceOutput:
+        import time
+
         torch = self.torch
+        t_start = time.perf_counter()
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         batch = len(prompts)
 
@@ -221,6 +225,8 @@ class W2SDReference:
                 height,
                 width,
             )
+        t_text = time.perf_counter() - t_start
+        t_loop_start = time.perf_counter()
         self.scheduler.set_timesteps(num_inference_steps)
         self.inverse_scheduler.set_timesteps(num_inference_steps)
         timesteps = self.scheduler.timesteps
@@ -239,10 +245,13 @@ class W2SDReference:
             x = self.scheduler.step(e, t, x).prev_sample
             calls += 1
         final = x.numpy().astype(np.float32)
+        stages = {"text_encode": t_text, "loop": time.perf_counter() - t_loop_start}
         if output_type == "latent":
-            return ReferenceOutput(final, None, calls)
+            return ReferenceOutput(final, None, calls, {**stages, "vae_decode": 0.0})
+        t_vae = time.perf_counter()
         vae = self.pipe.vae
         with torch.no_grad():
             image = vae.decode(x / vae.config.scaling_factor, return_dict=False)[0]
         image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().numpy()
-        return ReferenceOutput(final, (image * 255).round().astype(np.uint8), calls)
+        stages["vae_decode"] = time.perf_counter() - t_vae
+        return ReferenceOutput(final, (image * 255).round().astype(np.uint8), calls, stages)

@@ -1,0 +1,231 @@
+"""Run the runtime and its baselines side by side, each in its own process, and assemble
+the result object (shape documented in the README's benchmark section)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError, W2SDError
+from ..manifest import ROLES, Manifest, load_manifest
+from .workloads import WORKLOADS, prepare
+
+BASELINES = ("diffusers", "ort-python", "ddim")
+PROMPT = "a red bicycle in front of a house, photo"
+
+
+@dataclass
+class BenchOptions:
+    engine_dir: Path | None = None
+    workload: str | None = None
+    steps: int | None = None
+    reflection_steps: int | None = None
+    repeat: int = 3
+    warmup: int = 1
+    baselines: tuple[str, ...] = BASELINES
+    concurrency: int = 2
+    threads: int | None = None
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "w2sd" / "bench"
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "logical_cpus": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_bytes"] = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    for pkg in ("w2sd-runtime", "onnxruntime", "onnxruntime-gpu", "numpy", "torch", "diffusers"):
+        try:
+            info[f"{pkg}_version"] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return info
+
+
+def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "w2sd.bench.worker", json.dumps(cfg)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise W2SDError(f"benchmark worker '{cfg['kind']}' failed:\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _sources_and_loras(m: Manifest) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """The diffusers folders (and LoRAs) the engine was exported from, if still present."""
+    sources = m.data.get("sources", {})
+    if not all(Path(sources.get(r, "")).joinpath("model_index.json").is_file() for r in ROLES):
+        return None
+    loras = {}
+    for r in ROLES:
+        lora = m.data["unets"][m.data["roles"][r]["unet"]].get("lora")
+        loras[r] = None if lora is None else {"path": lora["file"], "scale": lora["scale"]}
+        if lora is not None and not Path(lora["file"]).is_file():
+            return None
+    return sources, loras
+
+
+def _loop_gflop(
+    m: Manifest,
+    engine: Path,
+    latent: list[int],
+    steps: int,
+    reflection: int,
+    guidance: dict[str, float],
+) -> tuple[float, float]:
+    """(GFLOP of one batch-2 UNet call, GFLOP of the whole loop)."""
+    from .roofline import unet_macs
+
+    text = m.data["text"]
+    _, c, h, w = latent
+
+    def call_gflop(batch: int) -> float:
+        shapes = {
+            "sample": [batch, c, h, w],
+            "timestep": [1],
+            "encoder_hidden_states": [batch, text["text_len"], text["text_dim"]],
+        }
+        added = m.data.get("unet_added_conditions")
+        if added:
+            shapes.update(
+                text_embeds=[batch, added["pooled_dim"]], time_ids=[batch, added["time_ids_dim"]]
+            )
+        return 2 * unet_macs(engine / m.data["unets"][0]["file"], shapes) / 1e9
+
+    per_batch = {1: call_gflop(1), 2: call_gflop(2)}
+
+    def role_gflop(role: str) -> float:
+        return per_batch[1 if guidance[role] == 1.0 else 2]
+
+    total = steps * role_gflop("denoiser") + reflection * (
+        role_gflop("strong") + role_gflop("weak")
+    )
+    return per_batch[2], total
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    log = opts.log
+    for b in opts.baselines:
+        if b not in BASELINES:
+            raise InvalidArgumentError(
+                f"--baselines: unknown {b!r} (known: {', '.join(BASELINES)})"
+            )
+    if opts.repeat < 1 or opts.warmup < 0:
+        raise InvalidArgumentError("--repeat must be >= 1 and --warmup >= 0")
+    if (opts.engine_dir is None) == (opts.workload is None):
+        raise InvalidArgumentError("give either ENGINE_DIR or --workload, not both or neither")
+    if opts.workload is not None:
+        if opts.workload not in WORKLOADS:
+            raise InvalidArgumentError(
+                f"--workload: unknown {opts.workload!r} (known: {', '.join(WORKLOADS)}; the GPU "
+                "workloads need a CUDA machine)"
+            )
+        wl = WORKLOADS[opts.workload]
+        engine = prepare(opts.workload, opts.cache_dir, log)
+        name = wl.name
+        steps, reflection = wl.steps, wl.reflection_steps
+        height, width = wl.height, wl.width
+    else:
+        engine = Path(opts.engine_dir)  # type: ignore[arg-type]
+        name = engine.name
+        d = load_manifest(engine).data
+        steps, reflection = d["defaults"]["num_inference_steps"], d["defaults"]["reflection_steps"]
+        height, width = d["image"]["default_height"], d["image"]["default_width"]
+    m = load_manifest(engine)
+    steps = opts.steps or steps
+    reflection = reflection if opts.reflection_steps is None else opts.reflection_steps
+    if not 0 <= reflection <= steps - 1:
+        raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
+    f = m.data["vae_scale_factor"]
+    latent = [1, m.data["latent_channels"], height // f, width // f]
+    guidance = {r: float(m.data["roles"][r]["guidance"]) for r in ROLES}
+    base = {
+        "engine": str(engine),
+        "seed": 0,
+        "latent_shape": latent,
+        "prompt": PROMPT,
+        "steps": steps,
+        "reflection": reflection,
+        "guidance": guidance,
+        "warmup": opts.warmup,
+        "repeat": opts.repeat,
+        "threads": opts.threads,
+    }
+
+    log(f"bench {name}: runtime (T={steps}, λ={reflection}, {opts.repeat} runs)")
+    rt = _worker({**base, "kind": "runtime", "concurrency": opts.concurrency})
+    result: dict[str, Any] = {
+        "workload": name,
+        "backend": "cpu",
+        "num_inference_steps": steps,
+        "reflection_steps": reflection,
+        "height": height,
+        "width": width,
+        "guidance": guidance,
+        "repeat": opts.repeat,
+        "warmup": opts.warmup,
+        **rt,
+        "machine": machine_info(),
+        "baselines": {},
+    }
+    median = rt["e2e_s"]["median"]
+    for b in opts.baselines:
+        if b == "ddim":
+            log(f"bench {name}: baseline ddim (T={steps + 2 * reflection}, λ=0)")
+            res = _worker(
+                {**base, "kind": "runtime", "steps": steps + 2 * reflection, "reflection": 0}
+            )
+        elif b == "ort-python":
+            log(f"bench {name}: baseline ort-python")
+            res = _worker({**base, "kind": "ort-python"})
+        else:
+            found = _sources_and_loras(m)
+            if found is None:
+                log("bench: skipping the diffusers baseline (the engine's source folders are gone)")
+                continue
+            log(f"bench {name}: baseline diffusers (PyTorch eager)")
+            res = _worker({**base, "kind": "diffusers", "sources": found[0], "loras": found[1]})
+        res["speedup"] = res["e2e_s"]["median"] / median
+        result["baselines"][b] = res
+
+    log(f"bench {name}: roofline")
+    unet_gflop, loop_gflop = _loop_gflop(m, engine, latent, steps, reflection, guidance)
+    peak = _worker({"kind": "peak"})
+    achieved = loop_gflop / (rt["unet_call_s"] * rt["unet_calls"])
+    result["roofline"] = {
+        "unet_gflop": unet_gflop,
+        "loop_gflop": loop_gflop,
+        "achieved_gflops": achieved,
+        "peak_gflops": peak["peak_gflops"],
+        "peak_source": f"ONNX Runtime fp32 MatMul {peak['matmul_n']}^3",
+        "fraction": achieved / peak["peak_gflops"],
+    }
+    return result

@@ -1,0 +1,195 @@
+"""One benchmark configuration in its own process: ``python -m w2sd.bench.worker JSON``.
+
+Prints one JSON object (the measurement) on the last line of stdout. Kinds:
+``runtime`` (the C++ runtime; also plain DDIM with T + 2λ steps), ``ort-python``,
+``diffusers`` and ``peak`` (this machine's fp32 matmul GFLOP/s).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ..latents import initial_latents
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+
+
+def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
+    from ..runtime import W2SDRuntime
+
+    rt = W2SDRuntime(cfg["engine"], threads=cfg.get("threads"))
+    x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
+    kw = dict(
+        latents=x,
+        num_inference_steps=cfg["steps"],
+        reflection_steps=cfg["reflection"],
+        strong_guidance=cfg["guidance"]["strong"],
+        weak_guidance=cfg["guidance"]["weak"],
+        denoiser_guidance=cfg["guidance"]["denoiser"],
+        output_type="np",
+    )
+    for _ in range(cfg["warmup"]):
+        rt.sample(cfg["prompt"], **kw)
+    e2e, stages, unet = [], [], []
+    for _ in range(cfg["repeat"]):
+        t0 = time.perf_counter()
+        rt.sample(cfg["prompt"], **kw)
+        e2e.append(time.perf_counter() - t0)
+        s = rt.last_stats
+        stages.append(
+            {
+                "text_encode": s["text_encode_s"],
+                "loop": s["loop_s"],
+                "vae_decode": s["vae_decode_s"],
+            }
+        )
+        unet.append((s["unet_s"], s["unet_calls"], s["loop_s"] - s["unet_s"]))
+    result: dict[str, Any] = {
+        "e2e_s": _summary(e2e),
+        "stages_s": _median_stages(stages),
+        "unet_calls": unet[0][1],
+        "unet_call_s": statistics.median(u[0] / u[1] for u in unet),
+        "loop_overhead_s": statistics.median(u[2] for u in unet),
+        "weights_bytes": sum(
+            entry["bytes"] for rel, entry in rt.manifest.backends["cpu"]["artifacts"].items()
+        ),
+    }
+    n = cfg.get("concurrency", 1)
+    if n > 1:
+        # N requests in flight at once, each on its own thread (sample is thread-safe).
+        t0 = time.perf_counter()
+        threads = [
+            threading.Thread(target=rt.sample, args=(cfg["prompt"],), kwargs=kw) for _ in range(n)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        result["throughput"] = {
+            "concurrency": n,
+            "images_per_s": n / wall,
+            "sequential_images_per_s": 1 / result["e2e_s"]["median"],
+        }
+    result["peak_rss_bytes"] = _peak_rss()
+    return result
+
+
+def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
+    from .ort_python import OrtPythonW2SD
+
+    loop = OrtPythonW2SD(cfg["engine"])
+    x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
+    args = (cfg["prompt"], x, cfg["steps"], cfg["reflection"], cfg["guidance"])
+    for _ in range(cfg["warmup"]):
+        loop.sample(*args)
+    e2e, stages = [], []
+    for _ in range(cfg["repeat"]):
+        t0 = time.perf_counter()
+        out = loop.sample(*args)
+        e2e.append(time.perf_counter() - t0)
+        stages.append(out["stages_s"])
+    if cfg.get("latents_out"):
+        np.save(cfg["latents_out"], out["latents"])
+    return {
+        "e2e_s": _summary(e2e),
+        "stages_s": _median_stages(stages),
+        "unet_calls": out["unet_calls"],
+        "peak_rss_bytes": _peak_rss(),
+    }
+
+
+def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
+    from ..lora import LoraSpec
+    from ..reference import W2SDReference
+
+    loras = {f"{r}_lora": LoraSpec(**spec) if spec else None for r, spec in cfg["loras"].items()}
+    ref = W2SDReference(
+        cfg["sources"]["strong"], cfg["sources"]["weak"], cfg["sources"]["denoiser"], **loras
+    )
+    x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
+    kw = dict(
+        latents=x,
+        num_inference_steps=cfg["steps"],
+        reflection_steps=cfg["reflection"],
+        strong_guidance=cfg["guidance"]["strong"],
+        weak_guidance=cfg["guidance"]["weak"],
+        denoiser_guidance=cfg["guidance"]["denoiser"],
+    )
+    for _ in range(cfg["warmup"]):
+        ref.sample(cfg["prompt"], **kw)
+    e2e, stages = [], []
+    for _ in range(cfg["repeat"]):
+        t0 = time.perf_counter()
+        out = ref.sample(cfg["prompt"], **kw)
+        e2e.append(time.perf_counter() - t0)
+        stages.append(out.stages_s)
+    return {
+        "e2e_s": _summary(e2e),
+        "stages_s": _median_stages(stages),
+        "unet_calls": out.unet_calls,
+        "peak_rss_bytes": _peak_rss(),
+    }
+
+
+def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
+    """fp32 matmul GFLOP/s with ONNX Runtime's MatMul (the kernels the runtime uses)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = cfg.get("n", 2048)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "mm",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    feed = {"a": a, "b": a}
+    sess.run(None, feed)
+    times = []
+    for _ in range(cfg.get("repeat", 5)):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return {"peak_gflops": 2 * n**3 / min(times) / 1e9, "matmul_n": n}
+
+
+KINDS = {
+    "runtime": run_runtime,
+    "ort-python": run_ort_python,
+    "diffusers": run_diffusers,
+    "peak": run_peak,
+}
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    print(json.dumps(KINDS[cfg["kind"]](cfg)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The protocol's workloads, built locally from fixed seeds and cached as engine dirs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    steps: int
+    reflection_steps: int
+    height: int
+    width: int
+    strong_guidance: float
+    weak_guidance: float
+    description: str
+
+
+WORKLOADS = {
+    "tiny": Workload(
+        "tiny",
+        10,
+        5,
+        64,
+        64,
+        7.5,
+        7.5,
+        "tiny SD-1.x pair (weight gap), 64x64; for tests, says nothing about speed",
+    ),
+    "sd15-256": Workload(
+        "sd15-256",
+        10,
+        5,
+        256,
+        256,
+        7.5,
+        1.0,
+        "real SD 1.5 architecture, random weights (seed 0), 256x256, "
+        "condition gap (one UNet, guidance 7.5 vs 1.0)",
+    ),
+}
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_sd15_random(out: Path, seed: int = 0) -> Path:
+    """SD 1.5's UNet (diffusers' defaults with cross_attention_dim=768, 860 M parameters),
+    CLIP ViT-L/14's text encoder and SD's VAE architectures, with random weights."""
+    if (out / "model_index.json").exists():
+        return out
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from ..tiny_models import _tokenizer_ids, write_tiny_clip_tokenizer
+
+    _log(f"building the sd15-256 model (random weights, seed {seed}) in {out}")
+    write_tiny_clip_tokenizer(out / "tokenizer")
+    bos, eos, _ = _tokenizer_ids(out / "tokenizer")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=32)
+    torch.manual_seed(seed + 1)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            projection_dim=768,
+        )
+    )
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=256,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(out / "tokenizer"),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def prepare(name: str, cache_dir: Path, log: Callable[[str], None] = _log) -> Path:
+    """The workload's built engine dir in cache_dir (made once, then reused)."""
+    from ..engines.build import build_engine
+    from ..export.engine_export import ExportOptions, export_engine
+    from ..manifest import load_manifest
+    from ..tiny_models import build_tiny_pair
+
+    wl = WORKLOADS[name]
+    root = cache_dir / name
+    engine = root / "engine"
+    if not (engine / "manifest.json").is_file():
+        if name == "tiny":
+            strong, weak = build_tiny_pair(root / "models")
+        else:
+            strong = weak = build_sd15_random(root / "model")
+        export_engine(
+            ExportOptions(
+                strong=strong,
+                weak=weak,
+                out=engine,
+                force=True,
+                num_inference_steps=wl.steps,
+                reflection_steps=wl.reflection_steps,
+                strong_guidance=wl.strong_guidance,
+                weak_guidance=wl.weak_guidance,
+                min_size=min(64, wl.height),
+                log=log,
+            )
+        )
+    if "cpu" not in load_manifest(engine).backends:
+        build_engine(str(engine), "cpu", log=log)
+    return engine
