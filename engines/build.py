@@ -9,8 +9,10 @@ from w2sd.errors import InvalidArgumentError
 from w2sd.manifest import load_manifest
 
 from .cpu import build_cpu
+from .cuda import build_cuda
+from .tensorrt import build_tensorrt
 
-BUILDERS = {"cpu": build_cpu}
+BUILDERS = {"cpu": build_cpu, "cuda": build_cuda, "tensorrt": build_tensorrt}
 
 
 def build_engine(
@@ -18,6 +20,6 @@ def build_engine(
 ) -> dict[str, Any]:
     if backend not in BUILDERS:
         raise InvalidArgumentError(
-            f"backend: unknown backend {backend!r} (buildable here: {', '.join(BUILDERS)})"
+            f"backend: unknown backend {backend!r} (buildable: {', '.join(BUILDERS)})"
         )
     return BUILDERS[backend](load_manifest(engine_dir), log=log)

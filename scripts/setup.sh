@@ -7,6 +7,7 @@
 #   W2SD_VENV         venv location (default: .venv in the repo)
 #   W2SD_TORCH_SPEC   torch requirement (default: torch==2.13.0, the CPU build)
 #   ORT_INCLUDE_DIR   use these ONNX Runtime headers instead of fetching them
+#   W2SD_CUDA         1: build the CUDA kernels/backend, 0: don't, auto (default): if nvcc is found
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -32,12 +33,24 @@ if [ -z "${ORT_INCLUDE_DIR:-}" ] && [ ! -f /usr/include/onnxruntime/onnxruntime_
   bash scripts/fetch_ort_headers.sh "$repo/build/ort-headers" >/dev/null
 fi
 
-# Reinstall only when a source file changed since the last install.
+cuda=${W2SD_CUDA:-auto}
+if [ "$cuda" = auto ]; then
+  if command -v nvcc >/dev/null 2>&1; then cuda=1; else cuda=0; fi
+fi
+build_args=()
+if [ "$cuda" = 1 ]; then
+  build_args=(--config-settings=cmake.define.W2SD_WITH_CUDA=ON)
+  # cuobjdump lets the tests check the device code of every architecture.
+  "$venv/bin/python" -c "import nvidia.cu13" 2>/dev/null || "${pip[@]}" nvidia-cuda-cuobjdump
+fi
+
+# Reinstall only when a source file or the CUDA choice changed since the last install.
 stamp=$venv/.w2sd-installed
-if [ ! -f "$stamp" ] || [ -n "$(find csrc python export engines CMakeLists.txt pyproject.toml \
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "cuda=$cuda" ] \
+    || [ -n "$(find csrc python export engines CMakeLists.txt pyproject.toml \
     -newer "$stamp" -type f 2>/dev/null | head -n 1)" ]; then
-  log "building and installing w2sd-runtime (C++ extension) into $venv"
-  "${pip[@]}" ".[test]"
-  touch "$stamp"
+  log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda) into $venv"
+  "${pip[@]}" "${build_args[@]}" ".[test]"
+  echo "cuda=$cuda" >"$stamp"
 fi
 log "ready: $venv/bin/w2sd"

@@ -6,12 +6,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <map>
+
 #include "w2sd/ddim_math.h"
 #include "w2sd/engine.h"
 #include "w2sd/ort_backend.h"
+#include "w2sd/ort_api.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
+#ifdef W2SD_WITH_CUDA
+#include "w2sd/cuda/kernels.h"
+#include "w2sd/ort_cuda_backend.h"
+#endif
 
 namespace py = pybind11;
 using namespace w2sd;
@@ -70,7 +77,9 @@ std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
                                         bool set_alpha_to_one, int64_t steps_offset,
                                         const std::string& timestep_spacing,
                                         const std::string& prediction_type, int intra_op_threads,
-                                        int graph_optimization_level) {
+                                        int graph_optimization_level, const std::string& provider,
+                                        int device_id, int lanes,
+                                        const std::map<std::string, std::string>& provider_options) {
   SchedulerConfig sc = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
                                              steps_offset, timestep_spacing, prediction_type);
   OrtBackendConfig bc;
@@ -85,9 +94,25 @@ std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
   bc.intra_op_threads = intra_op_threads;
   bc.graph_optimization_level = graph_optimization_level;
   std::unique_ptr<InferenceBackend> backend;
-  {
-    py::gil_scoped_release release;  // session creation loads weights
+  py::gil_scoped_release release;  // session creation loads weights
+  if (provider == "cpu") {
     backend = std::make_unique<OrtBackend>(bc);
+  } else {
+#ifdef W2SD_WITH_CUDA
+    OrtCudaBackendConfig cc;
+    cc.base = bc;
+    cc.provider = provider;
+    cc.device_id = device_id;
+    cc.lanes = lanes;
+    cc.provider_options.assign(provider_options.begin(), provider_options.end());
+    backend = std::make_unique<OrtCudaBackend>(cc);
+#else
+    (void)device_id;
+    (void)lanes;
+    (void)provider_options;
+    detail::throw_error(ErrorCode::kBackend, "provider '", provider,
+                        "' needs a build of w2sd with CUDA (W2SD_WITH_CUDA=ON)");
+#endif
   }
   return std::make_unique<Engine>(std::move(backend), std::move(sc));
 }
@@ -99,11 +124,14 @@ InversionMode parse_inversion(const std::string& name) {
                       "' (expected 'official' or 'exact')");
 }
 
-// roles: three dicts (strong, weak, denoiser) with keys unet, guidance, cond, uncond
-// and, for SDXL, cond_pooled, uncond_pooled, time_ids (None where unused).
-py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_steps,
-                   py::object reflection, const std::string& inversion, py::list roles,
-                   py::object progress) {
+// A loop request from Python: latents (B, C, h, w), steps, reflection (an int
+// or a list of step indices), inversion mode and three role dicts (strong,
+// weak, denoiser) with keys unet, guidance, cond, uncond and, for SDXL,
+// cond_pooled, uncond_pooled, time_ids (None where unused). Arrays the request
+// points into are appended to keep_alive.
+LoopRequest parse_request(const FloatArray& latents, int64_t num_inference_steps,
+                          const py::object& reflection, const std::string& inversion,
+                          const py::list& roles, std::vector<FloatArray>& keep_alive) {
   W2SD_CHECK_ARG(latents.ndim() == 4, "latents must be 4-D (batch, channels, h, w), got ",
                  latents.ndim(), "-D");
   LoopRequest req;
@@ -117,9 +145,8 @@ py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_ste
   }
   req.inversion = parse_inversion(inversion);
   W2SD_CHECK_ARG(roles.size() == kNumRoles, "roles must hold 3 entries (strong, weak, denoiser)");
-  std::vector<FloatArray> keep_alive;  // conditioning referenced by pointer during the loop
   const int64_t batch = req.shape.batch;
-  // Takes roles[r][key] as a float array of shape (batch, dims...), or null if None/absent.
+  // Takes role[key] as a float array of shape (batch, dims...), or null if None/absent.
   auto take = [&](const py::dict& role, const char* key, size_t r, int ndim,
                   std::vector<int64_t>* dims) -> const float* {
     if (!role.contains(key) || role[key].is_none()) return nullptr;
@@ -149,27 +176,93 @@ py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_ste
   req.cond_shape.text_dim = text_dims[1];
   req.cond_shape.pooled_dim = pooled_dims.empty() ? 0 : pooled_dims[0];
   req.cond_shape.time_ids_dim = ids_dims.empty() ? 0 : ids_dims[0];
+  return req;
+}
+
+ProgressFn wrap_progress(const py::object& progress) {
+  if (progress.is_none()) return {};
+  return [progress](int64_t done, int64_t total) {
+    py::gil_scoped_acquire acquire;
+    py::object keep_going = progress(done, total);
+    return keep_going.is_none() || keep_going.cast<bool>();
+  };
+}
+
+py::dict stats_dict(const LoopStats& stats) {
+  py::dict s;
+  s["unet_calls"] = stats.unet_calls;
+  s["loop_s"] = stats.loop_seconds;
+  s["unet_s"] = stats.unet_seconds;
+  s["lane"] = stats.lane;
+  s["host_copies_in_loop"] = stats.host_copies_in_loop;
+  return s;
+}
+
+FloatArray latents_array(const LatentShape& shape, const std::vector<float>& x) {
+  FloatArray out({shape.batch, shape.channels, shape.height, shape.width});
+  std::copy(x.begin(), x.end(), out.mutable_data());
+  return out;
+}
+
+py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_steps,
+                   py::object reflection, const std::string& inversion, py::list roles,
+                   py::object progress) {
+  std::vector<FloatArray> keep_alive;
+  const LoopRequest req =
+      parse_request(latents, num_inference_steps, reflection, inversion, roles, keep_alive);
   std::vector<float> x(latents.data(), latents.data() + latents.size());
-  ProgressFn progress_fn;
-  if (!progress.is_none()) {
-    progress_fn = [progress](int64_t done, int64_t total) {
-      py::gil_scoped_acquire acquire;
-      py::object keep_going = progress(done, total);
-      return keep_going.is_none() || keep_going.cast<bool>();
-    };
-  }
+  const ProgressFn progress_fn = wrap_progress(progress);
   LoopStats stats;
   {
     py::gil_scoped_release release;
     stats = engine.run_loop(req, x.data(), progress_fn);
   }
-  FloatArray out({req.shape.batch, req.shape.channels, req.shape.height, req.shape.width});
-  std::copy(x.begin(), x.end(), out.mutable_data());
-  py::dict s;
-  s["unet_calls"] = stats.unet_calls;
-  s["loop_s"] = stats.loop_seconds;
-  s["unet_s"] = stats.unet_seconds;
-  return py::make_tuple(out, s);
+  return py::make_tuple(latents_array(req.shape, x), stats_dict(stats));
+}
+
+// requests: list of dicts with keys latents, num_inference_steps, reflection,
+// inversion, roles, progress. Returns one dict per request: ok, latents or
+// (error_class, error), lane, start_seq, end_seq and the loop stats.
+py::list run_many(Engine& engine, py::list requests, int lanes) {
+  std::vector<FloatArray> keep_alive;
+  std::vector<LoopRequest> reqs;
+  std::vector<std::vector<float>> xs;
+  std::vector<ProgressFn> progress;
+  for (const auto& item : requests) {
+    auto d = item.cast<py::dict>();
+    auto latents = d["latents"].cast<FloatArray>();
+    keep_alive.push_back(latents);
+    reqs.push_back(parse_request(latents, d["num_inference_steps"].cast<int64_t>(),
+                                 d["reflection"], d["inversion"].cast<std::string>(),
+                                 d["roles"].cast<py::list>(), keep_alive));
+    xs.emplace_back(latents.data(), latents.data() + latents.size());
+    progress.push_back(d.contains("progress") ? wrap_progress(d["progress"]) : ProgressFn{});
+  }
+  std::vector<float*> ptrs;
+  for (auto& x : xs) ptrs.push_back(x.data());
+  std::vector<LoopStats> stats;
+  std::vector<LaneJobResult> results;
+  {
+    py::gil_scoped_release release;
+    results = engine.run_many(reqs, ptrs, progress, lanes, &stats);
+  }
+  py::list out;
+  for (size_t j = 0; j < results.size(); ++j) {
+    const LaneJobResult& r = results[j];
+    py::dict d = stats_dict(stats[j]);
+    d["ok"] = r.ok;
+    d["lane"] = r.lane;
+    d["start_seq"] = r.start_seq;
+    d["end_seq"] = r.end_seq;
+    if (r.ok) {
+      d["latents"] = latents_array(reqs[j].shape, xs[j]);
+    } else {
+      d["error_class"] = error_class(r.code);
+      d["error"] = r.error;
+    }
+    out.append(d);
+  }
+  return out;
 }
 
 }  // namespace
@@ -215,6 +308,42 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
          "DDIMInverseScheduler.step(model_output, timestep, sample).prev_sample");
 
+  m.def("cuda_compiled", [] {
+#ifdef W2SD_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "Whether this build has the CUDA kernels and the CUDA/TensorRT backend.");
+
+  m.def("cuda_device_count", [] {
+#ifdef W2SD_WITH_CUDA
+    return cuda::device_count();
+#else
+    return 0;
+#endif
+  }, "CUDA devices visible to this build (0 without CUDA support, driver or device).");
+
+  m.def("available_providers", [] { return Ort::GetAvailableProviders(); },
+        "ONNX Runtime execution providers of the loaded library (load_ort_library first).");
+
+  m.def("guided_ddim_update", [](FloatArray e_uncond, FloatArray e_cond, float guidance,
+                                 FloatArray x, float a, float a_next,
+                                 const std::string& prediction) {
+    W2SD_CHECK_ARG(e_uncond.size() == x.size() && e_cond.size() == x.size(),
+                   "e_uncond, e_cond and x must have the same size");
+    const DdimCoeffs c = make_coeffs(a, a_next);
+    const PredictionType p = parse_prediction_type(prediction);
+    FloatArray out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    for (py::ssize_t k = 0; k < x.size(); ++k) {
+      out.mutable_data()[k] =
+          guided_ddim_update(e_uncond.data()[k], e_cond.data()[k], guidance, x.data()[k], c, p);
+    }
+    return out;
+  }, py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"), py::arg("x"), py::arg("a"),
+     py::arg("a_next"), py::arg("prediction_type"),
+     "The fused guidance + DDIM update per element, as the CUDA kernel computes it.");
+
   m.def("cfg_combine", [](FloatArray e_uncond, FloatArray e_cond, float guidance) {
     W2SD_CHECK_ARG(e_uncond.size() == e_cond.size(), "e_uncond and e_cond sizes differ");
     FloatArray out(std::vector<py::ssize_t>(e_cond.shape(), e_cond.shape() + e_cond.ndim()));
@@ -231,7 +360,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("num_train_timesteps"), py::arg("alphas_cumprod"),
            py::arg("set_alpha_to_one"), py::arg("steps_offset"), py::arg("timestep_spacing"),
            py::arg("prediction_type"), py::arg("intra_op_threads") = 0,
-           py::arg("graph_optimization_level") = 99,
+           py::arg("graph_optimization_level") = 99, py::arg("provider") = "cpu",
+           py::arg("device_id") = 0, py::arg("lanes") = 1,
+           py::arg("provider_options") = std::map<std::string, std::string>{},
            "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
       .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
       .def_property_readonly("num_text_encoders",
@@ -260,5 +391,7 @@ PYBIND11_MODULE(_core, m) {
       .def("run_loop", &run_loop, py::arg("latents"), py::arg("num_inference_steps"),
            py::arg("reflection"), py::arg("inversion"), py::arg("roles"),
            py::arg("progress") = py::none(),
-           "Run the W2SD loop on a copy of `latents`; returns (final latents, stats).");
+           "Run the W2SD loop on a copy of `latents`; returns (final latents, stats).")
+      .def("run_many", &run_many, py::arg("requests"), py::arg("lanes"),
+           "Run several loops with up to `lanes` in flight; one result dict per request.");
 }

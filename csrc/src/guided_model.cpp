@@ -24,8 +24,13 @@ std::vector<float> stack(const float* first, const float* second, size_t n, bool
 
 GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape,
                          ConditioningShape cond_shape,
-                         const std::array<RoleConditioning, kNumRoles>& roles)
-    : backend_(backend), shape_(shape), cond_shape_(cond_shape) {
+                         const std::array<RoleConditioning, kNumRoles>& roles,
+                         PredictionType prediction, int lane)
+    : backend_(backend),
+      prediction_(prediction),
+      lane_(lane),
+      shape_(shape),
+      cond_shape_(cond_shape) {
   W2SD_CHECK_ARG(shape.count() > 0, "latents must not be empty");
   const bool added = cond_shape.pooled_dim > 0;
   W2SD_CHECK_ARG(added == (cond_shape.time_ids_dim > 0),
@@ -66,7 +71,8 @@ void GuidedModel::timed_unet(int unet, const UnetInputs& in, float* out) {
   unet_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void GuidedModel::predict(Role role, const float* x, int64_t timestep, float* out) {
+void GuidedModel::step(Role role, const float* x, int64_t timestep, const DdimCoeffs& c,
+                       float* out) {
   RoleState& state = roles_[static_cast<size_t>(role)];
   const int64_t n = shape_.count();
   UnetInputs in;
@@ -74,6 +80,7 @@ void GuidedModel::predict(Role role, const float* x, int64_t timestep, float* ou
   in.height = shape_.height;
   in.width = shape_.width;
   in.timestep = static_cast<float>(timestep);
+  in.lane = lane_;
   in.text = state.text.data();
   in.text_len = cond_shape_.text_len;
   in.text_dim = cond_shape_.text_dim;
@@ -84,10 +91,12 @@ void GuidedModel::predict(Role role, const float* x, int64_t timestep, float* ou
     in.time_ids_dim = cond_shape_.time_ids_dim;
   }
   ++unet_calls_;
+  const float* e = unet_out_.data();
   if (!state.batched) {
     in.sample = x;
     in.batch = shape_.batch;
-    timed_unet(state.cond.unet, in, out);
+    timed_unet(state.cond.unet, in, unet_out_.data());
+    for (int64_t k = 0; k < n; ++k) out[k] = ddim_update(e[k], x[k], c, prediction_);
     return;
   }
   std::copy_n(x, n, sample_in_.begin());
@@ -95,10 +104,12 @@ void GuidedModel::predict(Role role, const float* x, int64_t timestep, float* ou
   in.sample = sample_in_.data();
   in.batch = 2 * shape_.batch;
   timed_unet(state.cond.unet, in, unet_out_.data());
-  const float* e_uncond = unet_out_.data();
-  const float* e_cond = unet_out_.data() + n;
+  // sample_in_ holds x, so out may alias x.
+  const float* xs = sample_in_.data();
   const float g = state.cond.guidance;
-  for (int64_t k = 0; k < n; ++k) out[k] = cfg_combine(e_uncond[k], e_cond[k], g);
+  for (int64_t k = 0; k < n; ++k) {
+    out[k] = guided_ddim_update(e[k], e[n + k], g, xs[k], c, prediction_);
+  }
 }
 
 }  // namespace w2sd

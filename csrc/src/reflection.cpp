@@ -42,28 +42,21 @@ void ddim_apply(const float* e, const float* x, float* out, int64_t count, const
 }
 
 void run_reflection_loop(const DdimSchedule& schedule, const ReflectionSchedule& reflection,
-                         InversionMode inversion, const GuidedPredictFn& predict, float* latents,
-                         int64_t count, const ProgressFn& progress) {
+                         InversionMode inversion, const GuidedStepFn& step, float* latents,
+                         float* x_strong, const ProgressFn& progress) {
   const int64_t steps = schedule.num_steps();
   W2SD_CHECK_ARG(reflection.num_steps() == steps, "reflection schedule has ",
                  reflection.num_steps(), " steps, the DDIM schedule ", steps);
-  const PredictionType prediction = schedule.prediction_type();
-  std::vector<float> e(static_cast<size_t>(count));
-  std::vector<float> x_strong(static_cast<size_t>(count));
   float* x = latents;
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = schedule.timestep(i);
     if (reflection.reflects(i)) {
       // Strong denoise t_i -> t_{i+1}, then weak inversion back (the reflection).
-      predict(Role::kStrong, x, t, e.data());
-      ddim_apply(e.data(), x, x_strong.data(), count, schedule.step_coeffs(t), prediction);
-      predict(Role::kWeak, x_strong.data(), t, e.data());
+      step(Role::kStrong, x, t, schedule.step_coeffs(t), x_strong);
       const int64_t t_inv = inversion == InversionMode::kOfficial ? schedule.timestep(i + 1) : t;
-      ddim_apply(e.data(), x_strong.data(), x, count, schedule.inverse_step_coeffs(t_inv),
-                 prediction);
+      step(Role::kWeak, x_strong, t, schedule.inverse_step_coeffs(t_inv), x);
     }
-    predict(Role::kDenoiser, x, t, e.data());
-    ddim_apply(e.data(), x, x, count, schedule.step_coeffs(t), prediction);
+    step(Role::kDenoiser, x, t, schedule.step_coeffs(t), x);
     if (progress && !progress(i + 1, steps)) {
       detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", i + 1, " of ",
                           steps);

@@ -406,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent requests for the throughput figure (default 2; 1 skips it)",
     )
     p.add_argument("--threads", type=int, default=None, help="runtime intra-op threads")
+    p.add_argument("--backend", default="cpu", help="runtime backend (default: cpu)")
     p.add_argument(
         "--cache-dir", default=None, help="where workloads are built (default: ~/.cache/w2sd/bench)"
     )

@@ -12,11 +12,13 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import BackendError, EngineDirError, InvalidArgumentError
+from . import errors as errors_module
+from .errors import BackendError, EngineDirError, InvalidArgumentError, W2SDError
 from .latents import initial_latents
 from .manifest import ROLES, Manifest, load_manifest
 from .ort_library import find_ort_library
@@ -26,18 +28,27 @@ ProgressCallback = Callable[[int, int], bool | None]
 
 INVERSION_MODES = ("official", "exact")
 OUTPUT_TYPES = ("pil", "np", "latent")
-_BACKENDS = ("cpu",)
+_BACKENDS = ("cpu", "cuda", "tensorrt")
+_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # ONNX Runtime GraphOptimizationLevel values.
 _ORT_LEVEL_ALL = 99
 
 
 def available_backends() -> list[str]:
-    """Backends this machine can run (a backend is listed only if its library is present)."""
+    """Backends this machine can run: "cpu" with an ONNX Runtime library; "cuda" and
+    "tensorrt" when this build has CUDA, a device is visible and the library (the
+    onnxruntime-gpu wheel's) offers that execution provider."""
     try:
-        find_ort_library()
+        path = find_ort_library()
+        core = _core()
+        core.load_ort_library(str(path))
     except Exception:
         return []
-    return list(_BACKENDS)
+    found = ["cpu"]
+    if core.cuda_compiled() and core.cuda_device_count() > 0:
+        providers = set(core.available_providers())
+        found += [b for b, p in _PROVIDERS.items() if p in providers]
+    return found
 
 
 def _core():  # type: ignore[no-untyped-def]
@@ -85,6 +96,22 @@ def _as_list(text: str | Sequence[str] | None, name: str, batch: int | None = No
     return items
 
 
+@dataclass
+class _Prepared:
+    """A validated request: what the core needs, and what _finish needs afterwards."""
+
+    latents: np.ndarray
+    steps: int
+    reflection: int | list[int]
+    inversion: str
+    roles: list[dict[str, Any]]
+    callback: ProgressCallback | None
+    output_type: str
+    single: bool
+    t_start: float
+    stats: dict[str, Any]
+
+
 class W2SDRuntime:
     """A loaded engine dir. ``sample`` is thread-safe; sessions are shared across calls."""
 
@@ -95,6 +122,8 @@ class W2SDRuntime:
         *,
         threads: int | None = None,
         verify_checksums: bool = True,
+        lanes: int = 1,
+        device_id: int = 0,
     ) -> None:
         if backend not in _BACKENDS:
             raise InvalidArgumentError(
@@ -107,6 +136,9 @@ class W2SDRuntime:
             )
         if threads is not None and (not isinstance(threads, int) or threads < 0):
             raise InvalidArgumentError(f"threads must be a non-negative int, got {threads!r}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise InvalidArgumentError(f"lanes must be a positive int, got {lanes!r}")
+        self.lanes = lanes
         self.manifest: Manifest = load_manifest(engine_dir)
         self.backend = backend
         built = self.manifest.backends.get(backend)
@@ -149,8 +181,22 @@ class W2SDRuntime:
             **scheduler_kwargs(data["scheduler"]),
             intra_op_threads=threads or 0,
             graph_optimization_level=_ORT_LEVEL_ALL,
+            provider=backend,
+            device_id=device_id,
+            lanes=lanes,
+            provider_options=self._provider_options(built),
         )
         self.last_stats: dict[str, Any] = {}
+        self.last_many_stats: list[dict[str, Any] | None] = []
+
+    def _provider_options(self, built: dict[str, Any]) -> dict[str, str]:
+        """TensorRT: the build's options, with cache paths inside this engine dir."""
+        if self.backend != "tensorrt":
+            return {}
+        opts = dict(built.get("provider_options", {}))
+        cache = str(self.manifest.path("tensorrt/cache"))
+        opts.update(trt_engine_cache_path=cache, trt_timing_cache_path=cache)
+        return opts
 
     # -- public API ---------------------------------------------------------------
 
@@ -225,6 +271,129 @@ class W2SDRuntime:
         the matching ``*_negative_prompt`` override ``prompt``/``negative_prompt``
         for one role (e.g. an LLM-refined prompt on the strong side).
         """
+        prepared = self._prepare(**{k: v for k, v in locals().items() if k != "self"})
+        out, loop_stats = self._engine.run_loop(
+            prepared.latents,
+            prepared.steps,
+            prepared.reflection,
+            prepared.inversion,
+            prepared.roles,
+            callback,
+        )
+        return self._finish(prepared, out, loop_stats)
+
+    def sample_many(
+        self,
+        requests: Sequence[dict[str, Any]],
+        *,
+        lanes: int | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run several requests with up to ``lanes`` in flight at once.
+
+        Each request is a dict of ``sample``'s keyword arguments (``prompt``
+        included). Results come back in request order. Requests start in order
+        and a free lane always takes the next one; a request that fails or is
+        cancelled (its ``callback`` returned False) does not affect the others:
+        with ``return_exceptions=True`` its slot holds the exception, otherwise
+        the first failure is raised after every request has finished.
+        """
+        lanes = self.lanes if lanes is None else lanes
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise InvalidArgumentError(f"lanes must be a positive int, got {lanes!r}")
+        prepared: list[_Prepared | Exception] = []
+        for i, req in enumerate(requests):
+            if not isinstance(req, dict) or "prompt" not in req:
+                err: Exception = InvalidArgumentError(
+                    f"requests[{i}] must be a dict of sample() arguments with a 'prompt'"
+                )
+            else:
+                try:
+                    prepared.append(self._prepare(**{"negative_prompt": None, **req}))
+                    continue
+                except TypeError as e:
+                    err = InvalidArgumentError(f"requests[{i}]: {e}")
+                except W2SDError as e:
+                    err = e
+            if not return_exceptions:
+                raise err
+            prepared.append(err)
+        runnable = [p for p in prepared if isinstance(p, _Prepared)]
+        results = self._engine.run_many(
+            [
+                {
+                    "latents": p.latents,
+                    "num_inference_steps": p.steps,
+                    "reflection": p.reflection,
+                    "inversion": p.inversion,
+                    "roles": p.roles,
+                    "progress": p.callback,
+                }
+                for p in runnable
+            ],
+            lanes,
+        )
+        outputs: list[Any] = []
+        many_stats: list[dict[str, Any] | None] = []
+        by_request = iter(zip(runnable, results, strict=True))
+        first_error: Exception | None = None
+        for p in prepared:
+            if not isinstance(p, _Prepared):
+                outputs.append(p)
+                many_stats.append(None)
+                continue
+            _, r = next(by_request)
+            if r["ok"]:
+                stats = {
+                    k: r[k]
+                    for k in (
+                        "unet_calls",
+                        "loop_s",
+                        "unet_s",
+                        "lane",
+                        "host_copies_in_loop",
+                        "start_seq",
+                        "end_seq",
+                    )
+                }
+                outputs.append(self._finish(p, r["latents"], stats))
+                many_stats.append(self.last_stats)
+            else:
+                err = getattr(errors_module, r["error_class"])(r["error"])
+                first_error = first_error or err
+                outputs.append(err)
+                many_stats.append({k: r[k] for k in ("lane", "start_seq", "end_seq")})
+        # Per request: lane, start_seq/end_seq (global order of starts and ends), times.
+        self.last_many_stats = many_stats
+        if first_error is not None and not return_exceptions:
+            raise first_error
+        return outputs
+
+    def _prepare(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | Sequence[str] | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        reflection_steps: int | Sequence[int] | None = None,
+        strong_guidance: float | None = None,
+        weak_guidance: float | None = None,
+        denoiser_guidance: float | None = None,
+        inversion: str | None = None,
+        seed: int | None = None,
+        latents: np.ndarray | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        output_type: str = "pil",
+        callback: ProgressCallback | None = None,
+        strong_prompt: str | Sequence[str] | None = None,
+        weak_prompt: str | Sequence[str] | None = None,
+        denoiser_prompt: str | Sequence[str] | None = None,
+        strong_negative_prompt: str | Sequence[str] | None = None,
+        weak_negative_prompt: str | Sequence[str] | None = None,
+        denoiser_negative_prompt: str | Sequence[str] | None = None,
+    ) -> _Prepared:
+        """Validate arguments, make the initial latents and encode every role's text."""
         t_start = time.perf_counter()
         d = self.defaults
         if prompt is None:
@@ -291,17 +460,30 @@ class W2SDRuntime:
         roles = self._conditioning(guidance, role_prompts, role_negatives, batch, h, w)
         t_text = time.perf_counter() - t0
 
-        out, loop_stats = self._engine.run_loop(x, steps, reflection, inversion, roles, callback)
-        stats: dict[str, Any] = {
-            "seed": seed_used,
-            "num_inference_steps": steps,
-            "reflection": reflection,
-            "text_encode_s": t_text,
-            **loop_stats,
-        }
-        if output_type == "latent":
+        return _Prepared(
+            latents=x,
+            steps=steps,
+            reflection=reflection,
+            inversion=inversion,
+            roles=roles,
+            callback=callback,
+            output_type=output_type,
+            single=isinstance(prompt, str),
+            t_start=t_start,
+            stats={
+                "seed": seed_used,
+                "num_inference_steps": steps,
+                "reflection": reflection,
+                "text_encode_s": t_text,
+            },
+        )
+
+    def _finish(self, p: _Prepared, out: np.ndarray, loop_stats: dict[str, Any]) -> Any:
+        """Decode (unless latents were asked for), convert, and record the stats."""
+        stats: dict[str, Any] = {**p.stats, **loop_stats}
+        if p.output_type == "latent":
             stats["vae_decode_s"] = 0.0
-            stats["e2e_s"] = time.perf_counter() - t_start
+            stats["e2e_s"] = time.perf_counter() - p.t_start
             self.last_stats = stats
             return out
         t0 = time.perf_counter()
@@ -309,14 +491,14 @@ class W2SDRuntime:
         image = self._engine.decode_latents(out / np.float32(scaling))
         images = to_uint8_images(image)
         stats["vae_decode_s"] = time.perf_counter() - t0
-        stats["e2e_s"] = time.perf_counter() - t_start
+        stats["e2e_s"] = time.perf_counter() - p.t_start
         self.last_stats = stats
-        if output_type == "np":
+        if p.output_type == "np":
             return images
         from PIL import Image
 
         pil = [Image.fromarray(im) for im in images]
-        return pil[0] if isinstance(prompt, str) else pil
+        return pil[0] if p.single else pil
 
     def _conditioning(
         self,

@@ -46,4 +46,12 @@ W2SD_HOST_DEVICE inline float ddim_update(float e, float x, const DdimCoeffs& c,
   return c.sqrt_a_next * x0 + c.sqrt_1m_a_next * eps;
 }
 
+// Classifier-free guidance and the DDIM update fused into one pass, as the
+// CUDA kernel and the host loop both run it: out = update(e_u + g (e_c - e_u), x).
+W2SD_HOST_DEVICE inline float guided_ddim_update(float e_uncond, float e_cond, float guidance,
+                                                 float x, const DdimCoeffs& c,
+                                                 PredictionType prediction) {
+  return ddim_update(cfg_combine(e_uncond, e_cond, guidance), x, c, prediction);
+}
+
 }  // namespace w2sd

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "w2sd/ddim_math.h"
 #include "w2sd/inference_backend.h"
 #include "w2sd/reflection.h"
 
@@ -40,10 +41,12 @@ struct ConditioningShape {
 class GuidedModel {
  public:
   GuidedModel(InferenceBackend& backend, LatentShape shape, ConditioningShape cond_shape,
-              const std::array<RoleConditioning, kNumRoles>& roles);
+              const std::array<RoleConditioning, kNumRoles>& roles, PredictionType prediction,
+              int lane = 0);
 
-  // e_role(x, t) for the whole latent batch; out holds shape.count() floats.
-  void predict(Role role, const float* x, int64_t timestep, float* out);
+  // out = DDIM update of x with coefficients c and the guided output e_role(x, t),
+  // guidance and update fused in one pass (host memory; out may alias x).
+  void step(Role role, const float* x, int64_t timestep, const DdimCoeffs& c, float* out);
   int64_t unet_calls() const { return unet_calls_; }
   // Wall time spent inside the backend's UNet calls.
   double unet_seconds() const { return unet_seconds_; }
@@ -59,6 +62,8 @@ class GuidedModel {
     std::vector<float> time_ids; // [ids; ids] or ids, SDXL only
   };
   InferenceBackend& backend_;
+  PredictionType prediction_;
+  int lane_;
   LatentShape shape_;
   ConditioningShape cond_shape_;
   std::array<RoleState, kNumRoles> roles_;

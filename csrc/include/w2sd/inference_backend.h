@@ -12,6 +12,7 @@ struct UnetInputs {
   const float* sample = nullptr;  // (batch, channels, height, width)
   int64_t batch = 0, channels = 0, height = 0, width = 0;
   float timestep = 0.0f;
+  const float* timestep_device = nullptr;  // device backends: the timestep in device memory
   const float* text = nullptr;  // encoder_hidden_states (batch, text_len, text_dim)
   int64_t text_len = 0, text_dim = 0;
   // SDXL's added conditions (null for SD 1.x/2.x): pooled text embeddings
@@ -20,6 +21,7 @@ struct UnetInputs {
   int64_t pooled_dim = 0;
   const float* time_ids = nullptr;
   int64_t time_ids_dim = 0;
+  int lane = 0;  // which lane (stream, IO binding) runs this call; see lane_scheduler.h
 };
 
 // A float32 tensor owned by the caller after a one-off call (text, VAE).
@@ -28,9 +30,17 @@ struct HostTensor {
   std::vector<float> data;
 };
 
+// Where run_unet's pointers live: host memory, or the CUDA device (then the
+// loop stays on the device, see cuda/device_loop.h).
+enum class MemoryKind { kHost, kCudaDevice };
+
 class InferenceBackend {
  public:
   virtual ~InferenceBackend() = default;
+  virtual MemoryKind memory() const { return MemoryKind::kHost; }
+  virtual int num_lanes() const { return 1 << 16; }  // host backends: any number of threads
+  // The lane's CUDA stream (cudaStream_t) for device backends; null for host ones.
+  virtual void* stream(int /*lane*/) { return nullptr; }
   virtual int num_unets() const = 0;
   // Writes the UNet output (same shape as the sample) into out.
   virtual void run_unet(int unet, const UnetInputs& in, float* out) = 0;

@@ -35,10 +35,12 @@ class ReflectionSchedule {
   std::vector<bool> reflect_;
 };
 
-// Writes the guided model output e_role(x, t) (epsilon or v, per the model)
-// for the `count` latent elements at x into out.
-using GuidedPredictFn =
-    std::function<void(Role role, const float* x, int64_t timestep, float* out)>;
+// One guided DDIM update: out = update(e_role(x, t), x) with coefficients c,
+// where e_role is the role's guided model output (epsilon or v). `out` may
+// alias `x`. Implementations fuse guidance and update in one pass and own
+// where the memory lives (host or device).
+using GuidedStepFn = std::function<void(Role role, const float* x, int64_t timestep,
+                                        const DdimCoeffs& c, float* out)>;
 
 // Called after each step with (steps done, total); returning false cancels.
 using ProgressFn = std::function<bool(int64_t done, int64_t total)>;
@@ -47,10 +49,11 @@ using ProgressFn = std::function<bool(int64_t done, int64_t total)>;
 void ddim_apply(const float* e, const float* x, float* out, int64_t count, const DdimCoeffs& c,
                 PredictionType prediction);
 
-// Runs the W2SD loop in place on `latents` (count elements, already scaled by
-// init_noise_sigma). Throws W2sdError(kCancelled) if progress returns false.
+// Runs the W2SD loop in place on `latents` (already scaled by init_noise_sigma),
+// using `x_strong` (same size, same memory space) for the strong half of a
+// reflection. Throws W2sdError(kCancelled) if progress returns false.
 void run_reflection_loop(const DdimSchedule& schedule, const ReflectionSchedule& reflection,
-                         InversionMode inversion, const GuidedPredictFn& predict, float* latents,
-                         int64_t count, const ProgressFn& progress);
+                         InversionMode inversion, const GuidedStepFn& step, float* latents,
+                         float* x_strong, const ProgressFn& progress);
 
 }  // namespace w2sd

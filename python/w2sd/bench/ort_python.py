@@ -13,16 +13,20 @@ from ..tokenizer import ClipTokenizer
 
 
 class OrtPythonW2SD:
-    def __init__(self, engine_dir: str | Path) -> None:
+    def __init__(self, engine_dir: str | Path, backend: str = "cpu") -> None:
         import onnxruntime as ort
 
         self.m = load_manifest(engine_dir)
         d = self.m.data
         opts = ort.SessionOptions()
-        cpu = ["CPUExecutionProvider"]
+        providers = {
+            "cpu": ["CPUExecutionProvider"],
+            "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+        }[backend]
 
         def session(rel: str) -> Any:
-            return ort.InferenceSession(str(self.m.path(rel)), opts, providers=cpu)
+            return ort.InferenceSession(str(self.m.path(rel)), opts, providers=providers)
 
         self.unets = [session(u["file"]) for u in d["unets"]]
         self.encoders = [session(e["file"]) for e in d["text"]["encoders"]]
@@ -35,9 +39,7 @@ class OrtPythonW2SD:
 
     def _encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         hidden, pooled = [], None
-        for enc, sess, tok in zip(
-            self.m.data["text"]["encoders"], self.encoders, self.tokenizers, strict=True
-        ):
+        for sess, tok in zip(self.encoders, self.tokenizers, strict=True):
             outs = sess.run(None, {"input_ids": tok(texts)})
             hidden.append(outs[0])
             if len(outs) > 1:

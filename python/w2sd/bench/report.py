@@ -34,9 +34,10 @@ def table(result: dict[str, Any]) -> str:
             f"{row['peak_rss_bytes'] / 2**30:>7.2f}GB {speed:>8}"
         )
     lines.append("")
+    overhead_pct = 100 * r["loop_overhead_s"] / r["stages_s"]["loop"]
     lines.append(
         f"UNet call {r['unet_call_s'] * 1e3:.1f} ms mean | loop overhead "
-        f"{r['loop_overhead_s'] * 1e3:.2f} ms ({100 * r['loop_overhead_s'] / r['stages_s']['loop']:.3f}% "
+        f"{r['loop_overhead_s'] * 1e3:.2f} ms ({overhead_pct:.3f}% "
         f"of the loop) | weights {r['weights_bytes'] / 2**30:.2f} GB, peak RSS "
         f"{r['peak_rss_bytes'] / r['weights_bytes']:.2f}x weights"
     )

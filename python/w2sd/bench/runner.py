@@ -34,6 +34,7 @@ class BenchOptions:
     baselines: tuple[str, ...] = BASELINES
     concurrency: int = 2
     threads: int | None = None
+    backend: str = "cpu"
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
@@ -178,13 +179,14 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "warmup": opts.warmup,
         "repeat": opts.repeat,
         "threads": opts.threads,
+        "backend": opts.backend,
     }
 
     log(f"bench {name}: runtime (T={steps}, λ={reflection}, {opts.repeat} runs)")
     rt = _worker({**base, "kind": "runtime", "concurrency": opts.concurrency})
     result: dict[str, Any] = {
         "workload": name,
-        "backend": "cpu",
+        "backend": opts.backend,
         "num_inference_steps": steps,
         "reflection_steps": reflection,
         "height": height,

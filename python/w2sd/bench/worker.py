@@ -35,7 +35,7 @@ def _median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
 def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
     from ..runtime import W2SDRuntime
 
-    rt = W2SDRuntime(cfg["engine"], threads=cfg.get("threads"))
+    rt = W2SDRuntime(cfg["engine"], backend=cfg.get("backend", "cpu"), threads=cfg.get("threads"))
     x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
     kw = dict(
         latents=x,
@@ -69,7 +69,7 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
         "unet_call_s": statistics.median(u[0] / u[1] for u in unet),
         "loop_overhead_s": statistics.median(u[2] for u in unet),
         "weights_bytes": sum(
-            entry["bytes"] for rel, entry in rt.manifest.backends["cpu"]["artifacts"].items()
+            entry["bytes"] for entry in rt.manifest.backends[rt.backend]["artifacts"].values()
         ),
     }
     n = cfg.get("concurrency", 1)
@@ -96,7 +96,7 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
 def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
     from .ort_python import OrtPythonW2SD
 
-    loop = OrtPythonW2SD(cfg["engine"])
+    loop = OrtPythonW2SD(cfg["engine"], backend=cfg.get("backend", "cpu"))
     x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
     args = (cfg["prompt"], x, cfg["steps"], cfg["reflection"], cfg["guidance"])
     for _ in range(cfg["warmup"]):

@@ -1,0 +1,200 @@
+#include "w2sd/ort_cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <array>
+
+#include "../ort_session.h"
+#include "w2sd/cuda/kernels.h"
+#include "w2sd/ort_library.h"
+#include "w2sd/status.h"
+
+namespace w2sd {
+using namespace ort_session;
+
+namespace {
+
+// Session options with the CUDA or TensorRT EP on `stream` (TensorRT falls back
+// to the CUDA EP for nodes it does not take).
+Ort::SessionOptions provider_session_options(const OrtCudaBackendConfig& config,
+                                             cudaStream_t stream) {
+  const OrtApi& api = Ort::GetApi();
+  Ort::SessionOptions options;
+  options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+  const std::string device = std::to_string(config.device_id);
+  if (config.provider == "tensorrt") {
+    OrtTensorRTProviderOptionsV2* trt = nullptr;
+    Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+    std::vector<const char*> keys{"device_id"};
+    std::vector<const char*> values{device.c_str()};
+    for (const auto& kv : config.provider_options) {
+      keys.push_back(kv.first.c_str());
+      values.push_back(kv.second.c_str());
+    }
+    Ort::Status st(api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
+    if (st.IsOK()) {
+      st = Ort::Status(api.UpdateTensorRTProviderOptionsWithValue(trt, "user_compute_stream", stream));
+    }
+    if (st.IsOK()) options.AppendExecutionProvider_TensorRT_V2(*trt);
+    api.ReleaseTensorRTProviderOptions(trt);
+    if (!st.IsOK()) throw Ort::Exception(st.GetErrorMessage(), st.GetErrorCode());
+  }
+  OrtCUDAProviderOptionsV2* cuda = nullptr;
+  Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
+  const char* keys[] = {"device_id"};
+  const char* values[] = {device.c_str()};
+  Ort::Status st(api.UpdateCUDAProviderOptions(cuda, keys, values, 1));
+  if (st.IsOK()) {
+    st = Ort::Status(api.UpdateCUDAProviderOptionsWithValue(cuda, "user_compute_stream", stream));
+  }
+  if (st.IsOK()) options.AppendExecutionProvider_CUDA_V2(*cuda);
+  api.ReleaseCUDAProviderOptions(cuda);
+  if (!st.IsOK()) throw Ort::Exception(st.GetErrorMessage(), st.GetErrorCode());
+  return options;
+}
+
+}  // namespace
+
+struct OrtCudaBackend::Impl {
+  OrtCudaBackendConfig config;
+  std::vector<cudaStream_t> streams;                                // one per lane
+  std::vector<std::vector<std::unique_ptr<NamedSession>>> unets;   // [lane][unet]
+  std::vector<std::unique_ptr<NamedSession>> text_encoders;         // lane 0
+  std::unique_ptr<NamedSession> vae_decoder;                        // lane 0
+  Ort::MemoryInfo device_memory{nullptr};
+  Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+
+  ~Impl() {
+    unets.clear();
+    text_encoders.clear();
+    vae_decoder.reset();
+    for (cudaStream_t s : streams) cudaStreamDestroy(s);
+  }
+};
+
+OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
+  load_ort_library(config.base.library_path);
+  W2SD_CHECK_ARG(config.provider == "cuda" || config.provider == "tensorrt",
+                 "provider must be 'cuda' or 'tensorrt', got '", config.provider, "'");
+  W2SD_CHECK_ARG(config.lanes >= 1, "lanes must be >= 1");
+  if (cuda::device_count() <= config.device_id) {
+    detail::throw_error(ErrorCode::kBackend, "CUDA device ", config.device_id,
+                        " is not available (devices visible: ", cuda::device_count(), ")");
+  }
+  cuda::check_cuda(static_cast<int>(cudaSetDevice(config.device_id)), "cudaSetDevice");
+  impl_ = std::make_unique<Impl>();
+  impl_->config = config;
+  impl_->device_memory =
+      Ort::MemoryInfo("Cuda", OrtDeviceAllocator, config.device_id, OrtMemTypeDefault);
+  for (int lane = 0; lane < config.lanes; ++lane) {
+    cudaStream_t s = nullptr;
+    cuda::check_cuda(static_cast<int>(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)),
+                     "cudaStreamCreate");
+    impl_->streams.push_back(s);
+    Ort::SessionOptions options =
+        ort_call("provider options", [&] { return provider_session_options(config, s); });
+    std::vector<std::unique_ptr<NamedSession>> lane_unets;
+    for (const auto& path : config.base.unet_paths) {
+      lane_unets.push_back(
+          std::make_unique<NamedSession>(path, config.base.unet_names, options, "UNet"));
+    }
+    impl_->unets.push_back(std::move(lane_unets));
+    if (lane == 0) {
+      for (size_t i = 0; i < config.base.text_encoder_paths.size(); ++i) {
+        impl_->text_encoders.push_back(std::make_unique<NamedSession>(
+            config.base.text_encoder_paths[i], config.base.text_encoder_names[i], options,
+            "text encoder"));
+      }
+      impl_->vae_decoder = std::make_unique<NamedSession>(
+          config.base.vae_decoder_path, config.base.vae_decoder_names, options, "VAE decoder");
+    }
+  }
+}
+
+OrtCudaBackend::~OrtCudaBackend() = default;
+
+int OrtCudaBackend::num_lanes() const { return static_cast<int>(impl_->streams.size()); }
+
+void* OrtCudaBackend::stream(int lane) {
+  W2SD_CHECK_ARG(lane >= 0 && lane < num_lanes(), "lane ", lane, " out of range");
+  return impl_->streams[static_cast<size_t>(lane)];
+}
+
+int OrtCudaBackend::num_unets() const { return static_cast<int>(impl_->config.base.unet_paths.size()); }
+
+int OrtCudaBackend::num_text_encoders() const {
+  return static_cast<int>(impl_->text_encoders.size());
+}
+
+void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
+  W2SD_CHECK_ARG(in.lane >= 0 && in.lane < num_lanes(), "lane ", in.lane, " out of range");
+  W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
+  W2SD_CHECK_ARG(in.timestep_device != nullptr, "device UNet calls need timestep_device");
+  NamedSession& s = *impl_->unets[static_cast<size_t>(in.lane)][static_cast<size_t>(unet)];
+  const Ort::MemoryInfo& mem = impl_->device_memory;
+  const std::array<int64_t, 4> sample_shape{in.batch, in.channels, in.height, in.width};
+  const std::array<int64_t, 1> t_shape{1};
+  const std::array<int64_t, 3> text_shape{in.batch, in.text_len, in.text_dim};
+  const std::array<int64_t, 2> pooled_shape{in.batch, in.pooled_dim};
+  const std::array<int64_t, 2> ids_shape{in.batch, in.time_ids_dim};
+  const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
+  ort_call("UNet (CUDA)", [&] {
+    Ort::IoBinding binding(*s.session);
+    auto bind = [&](const char* name, const float* p, size_t count, const int64_t* shape,
+                    size_t rank) {
+      binding.BindInput(name, Ort::Value::CreateTensor<float>(mem, const_cast<float*>(p), count,
+                                                             shape, rank));
+    };
+    bind(s.inputs[0], in.sample, sample_count, sample_shape.data(), 4);
+    bind(s.inputs[1], in.timestep_device, 1, t_shape.data(), 1);
+    bind(s.inputs[2], in.text, static_cast<size_t>(in.batch * in.text_len * in.text_dim),
+         text_shape.data(), 3);
+    if (s.inputs.size() == 5) {
+      bind(s.inputs[3], in.text_embeds, static_cast<size_t>(in.batch * in.pooled_dim),
+           pooled_shape.data(), 2);
+      bind(s.inputs[4], in.time_ids, static_cast<size_t>(in.batch * in.time_ids_dim),
+           ids_shape.data(), 2);
+    }
+    binding.BindOutput(s.outputs[0], Ort::Value::CreateTensor<float>(mem, out, sample_count,
+                                                                    sample_shape.data(), 4));
+    Ort::RunOptions run_options;
+    // Work stays queued on the lane's stream; the next kernel is ordered after it.
+    run_options.AddConfigEntry("disable_synchronize_execution_providers", "1");
+    s.session->Run(run_options, binding);
+    return 0;
+  });
+}
+
+std::vector<HostTensor> OrtCudaBackend::encode_text(int encoder, const int64_t* input_ids,
+                                                    int64_t batch, int64_t length) {
+  W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
+                 " out of range");
+  NamedSession& s = *impl_->text_encoders[static_cast<size_t>(encoder)];
+  const std::array<int64_t, 2> shape{batch, length};
+  return ort_call("text encoder (CUDA)", [&] {
+    Ort::Value ids = Ort::Value::CreateTensor<int64_t>(
+        impl_->cpu, const_cast<int64_t*>(input_ids), static_cast<size_t>(batch * length),
+        shape.data(), shape.size());
+    auto outputs = s.session->Run(Ort::RunOptions{}, s.inputs.data(), &ids, 1, s.outputs.data(),
+                                  s.outputs.size());
+    std::vector<HostTensor> result;
+    for (auto& v : outputs) result.push_back(to_host(v));
+    return result;
+  });
+}
+
+HostTensor OrtCudaBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
+                                          int64_t height, int64_t width) {
+  NamedSession& s = *impl_->vae_decoder;
+  const std::array<int64_t, 4> shape{batch, channels, height, width};
+  return ort_call("VAE decoder (CUDA)", [&] {
+    Ort::Value z = Ort::Value::CreateTensor<float>(
+        impl_->cpu, const_cast<float*>(latents),
+        static_cast<size_t>(batch * channels * height * width), shape.data(), shape.size());
+    auto outputs =
+        s.session->Run(Ort::RunOptions{}, s.inputs.data(), &z, 1, s.outputs.data(), 1);
+    return to_host(outputs.at(0));
+  });
+}
+
+}  // namespace w2sd

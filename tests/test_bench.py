@@ -1,0 +1,114 @@
+"""`w2sd bench` runs on the tiny workload and writes valid JSON (a benchmark is not a test:
+nothing here asserts a speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from w2sd.latents import initial_latents
+
+REQUIRED = {
+    "workload",
+    "backend",
+    "num_inference_steps",
+    "reflection_steps",
+    "unet_calls",
+    "e2e_s",
+    "stages_s",
+    "unet_call_s",
+    "loop_overhead_s",
+    "peak_rss_bytes",
+    "machine",
+    "baselines",
+    "roofline",
+}
+
+
+def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-def]
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "w2sd",
+            "bench",
+            "--workload",
+            "tiny",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--json",
+            str(out),
+            "--chart",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert set(r) >= REQUIRED
+    assert r["workload"] == "tiny" and r["unet_calls"] == 10 + 2 * 5
+    assert set(r["e2e_s"]) == {"median", "min", "max"}
+    assert set(r["stages_s"]) == {"text_encode", "loop", "vae_decode"}
+    assert set(r["baselines"]) == {"diffusers", "ort-python", "ddim"}
+    for name, b in r["baselines"].items():
+        assert b["speedup"] == b["e2e_s"]["median"] / r["e2e_s"]["median"], name
+    assert r["baselines"]["ddim"]["unet_calls"] == 20
+    assert set(r["roofline"]) >= {"unet_gflop", "achieved_gflops", "peak_gflops", "fraction"}
+    assert r["roofline"]["unet_gflop"] > 0 and r["roofline"]["peak_gflops"] > 0
+    assert r["throughput"]["concurrency"] == 2
+    assert png.stat().st_size > 0 and "w2sd runtime" in proc.stdout
+
+
+def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]
+    """The baseline must compute what the runtime computes, or the ratio means nothing."""
+    from w2sd.bench.ort_python import OrtPythonW2SD
+
+    x = initial_latents(2, (1, 4, 8, 8))
+    g = {"strong": 7.5, "weak": 7.5, "denoiser": 7.5}
+    got = OrtPythonW2SD(engine_dir).sample("a cat", x, 10, 5, g)["latents"]
+    ours = runtime.sample(
+        "a cat",
+        latents=x,
+        num_inference_steps=10,
+        reflection_steps=5,
+        strong_guidance=7.5,
+        weak_guidance=7.5,
+        output_type="latent",
+    )
+    assert np.abs(got - ours).max() <= 1e-4 * np.abs(ours).max()
+
+
+def test_roofline_counts_a_known_graph(tmp_path):  # type: ignore[no-untyped-def]
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from w2sd.bench.roofline import unet_macs
+
+    w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
+    m = numpy_helper.from_array(np.zeros((8, 5), np.float32), "m")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+            helper.make_node("MatMul", ["y", "m"], ["z"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 4, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        initializer=[w, m],
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    conv = 2 * 8 * 4 * 8 * (3 * 3 * 3)  # out elements x (Cin x kh x kw)
+    matmul = 2 * 8 * 4 * 5 * 8  # out elements (2, 8, 4, 5) x K=8
+    assert unet_macs(path, {"x": [2, 3, 4, 8]}) == conv + matmul
