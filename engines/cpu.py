@@ -8,15 +8,14 @@ stays portable; the runtime adds only the cheap layout passes at load.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from w2sd.manifest import Manifest, artifact_entry, make_public
+from w2sd.manifest import Manifest
+
+from .common import artifacts_under, convert_models
 
 BACKEND = "cpu"
 SAVED_LEVEL = "extended"
@@ -48,30 +47,15 @@ def _optimize(src: Path, dst: Path) -> None:
 def build_cpu(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write ``cpu/`` in the engine dir and record it in the manifest (atomically)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    root = manifest.root
     sources = model_sources(manifest)
     manifest.verify(sorted(set(sources.values())), full=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".cpu.build-"))
-    try:
-        files = {}
-        for i, (name, rel) in enumerate(sources.items(), 1):
-            log(f"[{i}/{len(sources)}] optimising {name} ({rel})")
-            _optimize(root / rel, tmp / name / "model.onnx")
-            files[name] = f"{BACKEND}/{name}/model.onnx"
-        final = root / BACKEND
-        if final.exists():
-            shutil.rmtree(final)
-        make_public(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    artifacts = {}
-    for f in sorted(final.rglob("*")):
-        if f.is_file():
-            rel = f.relative_to(root).as_posix()
-            artifacts[rel] = artifact_entry(root, rel)
-    entry = {"files": files, "saved_optimization_level": SAVED_LEVEL, "artifacts": artifacts}
+    files = convert_models(manifest, BACKEND, sources, _optimize, log, "optimising")
+    final = manifest.root / BACKEND
+    entry = {
+        "files": files,
+        "saved_optimization_level": SAVED_LEVEL,
+        "artifacts": artifacts_under(manifest.root, final),
+    }
     manifest.backends[BACKEND] = entry
     manifest.save()
     log(f"built backend '{BACKEND}' in {final}")

@@ -7,16 +7,14 @@ Runs on any machine (a graph transform); sampling needs a CUDA device.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from w2sd.manifest import Manifest, artifact_entry, make_public
+from w2sd.manifest import Manifest
 
+from .common import artifacts_under, convert_models
 from .cpu import model_sources
 
 BACKEND = "cuda"
@@ -45,30 +43,16 @@ def convert_fp16(src: Path, dst: Path) -> None:
 def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write ``cuda/`` (fp16 models) in the engine dir and record it in the manifest."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    root = manifest.root
     sources = model_sources(manifest)
     manifest.verify(sorted(set(sources.values())), full=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{BACKEND}.build-"))
-    try:
-        files = {}
-        for i, (name, rel) in enumerate(sources.items(), 1):
-            log(f"[{i}/{len(sources)}] fp16 {name} ({rel})")
-            convert_fp16(root / rel, tmp / name / "model.onnx")
-            files[name] = f"{BACKEND}/{name}/model.onnx"
-        final = root / BACKEND
-        if final.exists():
-            shutil.rmtree(final)
-        make_public(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    artifacts = {
-        f.relative_to(root).as_posix(): artifact_entry(root, f.relative_to(root).as_posix())
-        for f in sorted(final.rglob("*"))
-        if f.is_file()
+    files = convert_models(manifest, BACKEND, sources, convert_fp16, log, "fp16")
+    final = manifest.root / BACKEND
+    entry = {
+        "files": files,
+        "precision": "fp16",
+        "io": "float32",
+        "artifacts": artifacts_under(manifest.root, final),
     }
-    entry = {"files": files, "precision": "fp16", "io": "float32", "artifacts": artifacts}
     manifest.backends[BACKEND] = entry
     manifest.save()
     log(f"built backend '{BACKEND}' in {final}")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from w2sd.errors import BackendError
-from w2sd.manifest import Manifest, artifact_entry
+from w2sd.manifest import Manifest
 
+from .common import artifacts_under
 from .cpu import model_sources
 
 BACKEND = "tensorrt"
@@ -93,11 +94,7 @@ def build_tensorrt(
             providers=[("TensorrtExecutionProvider", opts), "CUDAExecutionProvider"],
         )
         files[name] = ctx.relative_to(root).as_posix() if ctx.exists() else rel
-    artifacts = {
-        f.relative_to(root).as_posix(): artifact_entry(root, f.relative_to(root).as_posix())
-        for f in sorted((root / BACKEND).rglob("*"))
-        if f.is_file()
-    }
+    artifacts = artifacts_under(root, root / BACKEND)
     entry = {
         "files": files,
         "profiles": profiles,

@@ -8,7 +8,6 @@ whose (weights, LoRA, scale) coincide share one UNet artifact.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from w2sd import __version__
+from w2sd.engines.common import artifacts_under, replace_dir
 from w2sd.errors import InvalidArgumentError
 from w2sd.families import Family, detect_family
 from w2sd.lora import LoraSpec, fuse_unet_lora
@@ -28,8 +28,6 @@ from w2sd.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     ROLES,
-    artifact_entry,
-    make_public,
     sha256_file,
     write_json_atomic,
 )
@@ -282,10 +280,7 @@ def export_engine(opts: ExportOptions) -> Path:
             denoiser_guidance,
         )
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        make_public(tmp)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -410,11 +405,7 @@ def _export_into(
                     f"max|ref| (bound {EXPORT_PARITY_BOUND})"
                 )
 
-    artifacts = {}
-    for f in sorted(tmp.rglob("*")):
-        if f.is_file():
-            rel = f.relative_to(tmp).as_posix()
-            artifacts[rel] = artifact_entry(tmp, rel)
+    artifacts = artifacts_under(tmp, tmp)
     guidance = {
         "strong": opts.strong_guidance,
         "weak": weak_guidance,

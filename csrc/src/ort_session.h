@@ -1,6 +1,7 @@
 // Internal helpers shared by the ONNX Runtime backends (CPU and CUDA/TensorRT).
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -78,6 +79,44 @@ inline HostTensor to_host(Ort::Value& value) {
   const float* data = value.GetTensorData<float>();
   t.data.assign(data, data + info.GetElementCount());
   return t;
+}
+
+// Runs a one-off call with a host input and returns every output on the host
+// (text encoders, the VAE decoder: outside the loop, copies allowed).
+inline std::vector<HostTensor> run_on_host(NamedSession& s, Ort::Value& input, const char* what) {
+  return ort_call(what, [&] {
+    auto outputs = s.session->Run(Ort::RunOptions{}, s.inputs.data(), &input, 1,
+                                  s.outputs.data(), s.outputs.size());
+    std::vector<HostTensor> result;
+    for (auto& v : outputs) result.push_back(to_host(v));
+    return result;
+  });
+}
+
+inline std::vector<HostTensor> encode_text_on_host(NamedSession& s, const int64_t* input_ids,
+                                                   int64_t batch, int64_t length) {
+  static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator,
+                                                                OrtMemTypeDefault);
+  const std::array<int64_t, 2> shape{batch, length};
+  Ort::Value ids = ort_call("text encoder input", [&] {
+    return Ort::Value::CreateTensor<int64_t>(cpu, const_cast<int64_t*>(input_ids),
+                                             static_cast<size_t>(batch * length), shape.data(),
+                                             shape.size());
+  });
+  return run_on_host(s, ids, "text encoder");
+}
+
+inline HostTensor decode_on_host(NamedSession& s, const float* latents, int64_t batch,
+                                 int64_t channels, int64_t height, int64_t width) {
+  static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator,
+                                                                OrtMemTypeDefault);
+  const std::array<int64_t, 4> shape{batch, channels, height, width};
+  Ort::Value z = ort_call("VAE decoder input", [&] {
+    return Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(latents),
+                                           static_cast<size_t>(batch * channels * height * width),
+                                           shape.data(), shape.size());
+  });
+  return std::move(run_on_host(s, z, "VAE decoder").at(0));
 }
 
 }  // namespace w2sd::ort_session

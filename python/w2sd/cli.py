@@ -243,29 +243,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .engines.build import build_engine
-    from .export.engine_export import ExportOptions, export_engine
-    from .manifest import load_manifest
-    from .tiny_models import build_tiny_pair
+    from .bench.workloads import prepare
 
     t0 = time.perf_counter()
     work = Path(args.workdir)
-    engine = work / "engine"
-    if not (engine / "manifest.json").is_file():
-        _log(f"demo: building the tiny local model pair in {work}")
-        strong, weak = build_tiny_pair(work / "models")
-        export_engine(
-            ExportOptions(
-                strong=strong,
-                weak=weak,
-                out=engine,
-                force=True,
-                num_inference_steps=10,
-                reflection_steps=5,
-            )
-        )
-    if "cpu" not in load_manifest(engine).backends:
-        build_engine(str(engine), "cpu")
+    _log(f"demo: the tiny local model pair, exported and built once in {work}")
+    engine = prepare("tiny", work, log=_log)
     if args.output is None:
         args.output = str(work / "demo.png")
     _run_sample(str(engine), args.prompt, args)

@@ -8,11 +8,13 @@ torch, diffusers nor transformers.
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -271,7 +273,7 @@ class W2SDRuntime:
         the matching ``*_negative_prompt`` override ``prompt``/``negative_prompt``
         for one role (e.g. an LLM-refined prompt on the strong side).
         """
-        prepared = self._prepare(**{k: v for k, v in locals().items() if k != "self"})
+        prepared = self._prepare({k: v for k, v in locals().items() if k != "self"})
         out, loop_stats = self._engine.run_loop(
             prepared.latents,
             prepared.steps,
@@ -309,12 +311,17 @@ class W2SDRuntime:
                 )
             else:
                 try:
-                    prepared.append(self._prepare(**{"negative_prompt": None, **req}))
-                    continue
+                    bound = _SAMPLE_SIGNATURE.bind(self, **req)
                 except TypeError as e:
                     err = InvalidArgumentError(f"requests[{i}]: {e}")
-                except W2SDError as e:
-                    err = e
+                else:
+                    bound.apply_defaults()
+                    try:
+                        args = {k: v for k, v in bound.arguments.items() if k != "self"}
+                        prepared.append(self._prepare(args))
+                        continue
+                    except W2SDError as e:
+                        err = e
             if not return_exceptions:
                 raise err
             prepared.append(err)
@@ -369,53 +376,32 @@ class W2SDRuntime:
             raise first_error
         return outputs
 
-    def _prepare(
-        self,
-        prompt: str | Sequence[str],
-        negative_prompt: str | Sequence[str] | None = None,
-        *,
-        num_inference_steps: int | None = None,
-        reflection_steps: int | Sequence[int] | None = None,
-        strong_guidance: float | None = None,
-        weak_guidance: float | None = None,
-        denoiser_guidance: float | None = None,
-        inversion: str | None = None,
-        seed: int | None = None,
-        latents: np.ndarray | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        output_type: str = "pil",
-        callback: ProgressCallback | None = None,
-        strong_prompt: str | Sequence[str] | None = None,
-        weak_prompt: str | Sequence[str] | None = None,
-        denoiser_prompt: str | Sequence[str] | None = None,
-        strong_negative_prompt: str | Sequence[str] | None = None,
-        weak_negative_prompt: str | Sequence[str] | None = None,
-        denoiser_negative_prompt: str | Sequence[str] | None = None,
-    ) -> _Prepared:
-        """Validate arguments, make the initial latents and encode every role's text."""
+    def _prepare(self, args: dict[str, Any]) -> _Prepared:
+        """Validate sample()'s arguments (all of them, defaults filled in), make the initial
+        latents and encode every role's text."""
+        a = SimpleNamespace(**args)
         t_start = time.perf_counter()
         d = self.defaults
-        if prompt is None:
+        if a.prompt is None:
             raise InvalidArgumentError("prompt must be a str or a list of str, got None")
-        prompts = _as_list(prompt, "prompt")
+        prompts = _as_list(a.prompt, "prompt")
         batch = len(prompts)
-        if negative_prompt is not None:
-            _as_list(negative_prompt, "negative_prompt", batch)
+        if a.negative_prompt is not None:
+            _as_list(a.negative_prompt, "negative_prompt", batch)
         role_text = {
-            "strong": (strong_prompt, strong_negative_prompt),
-            "weak": (weak_prompt, weak_negative_prompt),
-            "denoiser": (denoiser_prompt, denoiser_negative_prompt),
+            "strong": (a.strong_prompt, a.strong_negative_prompt),
+            "weak": (a.weak_prompt, a.weak_negative_prompt),
+            "denoiser": (a.denoiser_prompt, a.denoiser_negative_prompt),
         }
         role_prompts: dict[str, list[str]] = {}
         role_negatives: dict[str, list[str] | None] = {}
         for role, (p, n) in role_text.items():
             role_prompts[role] = prompts if p is None else _as_list(p, f"{role}_prompt", batch)
-            n = negative_prompt if n is None else n
+            n = a.negative_prompt if n is None else n
             role_negatives[role] = (
                 None if n is None else _as_list(n, f"{role}_negative_prompt", batch)
             )
-        steps = d["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        steps = d["num_inference_steps"] if a.num_inference_steps is None else a.num_inference_steps
         if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
             raise InvalidArgumentError(f"num_inference_steps must be a positive int, got {steps!r}")
         steps = int(steps)
@@ -425,32 +411,32 @@ class W2SDRuntime:
                 f"num_inference_steps ({steps}) cannot exceed num_train_timesteps ({n_train})"
             )
         reflection = self._check_reflection(
-            d["reflection_steps"] if reflection_steps is None else reflection_steps, steps
+            d["reflection_steps"] if a.reflection_steps is None else a.reflection_steps, steps
         )
-        inversion = d["inversion"] if inversion is None else inversion
+        inversion = d["inversion"] if a.inversion is None else a.inversion
         if inversion not in INVERSION_MODES:
             raise InvalidArgumentError(
                 f"inversion: unknown mode {inversion!r} (expected 'official' or 'exact')"
             )
-        if output_type not in OUTPUT_TYPES:
+        if a.output_type not in OUTPUT_TYPES:
             raise InvalidArgumentError(
-                f"output_type: unknown {output_type!r} (expected one of {OUTPUT_TYPES})"
+                f"output_type: unknown {a.output_type!r} (expected one of {OUTPUT_TYPES})"
             )
         guidance = {
-            "strong": d["strong_guidance"] if strong_guidance is None else strong_guidance,
-            "weak": d["weak_guidance"] if weak_guidance is None else weak_guidance,
+            "strong": d["strong_guidance"] if a.strong_guidance is None else a.strong_guidance,
+            "weak": d["weak_guidance"] if a.weak_guidance is None else a.weak_guidance,
         }
         guidance["denoiser"] = (
             guidance["strong"]
-            if denoiser_guidance is None and strong_guidance is not None
+            if a.denoiser_guidance is None and a.strong_guidance is not None
             else d["denoiser_guidance"]
-            if denoiser_guidance is None
-            else denoiser_guidance
+            if a.denoiser_guidance is None
+            else a.denoiser_guidance
         )
         for role, g in guidance.items():
             if isinstance(g, bool) or not isinstance(g, (int, float)) or not np.isfinite(g):
                 raise InvalidArgumentError(f"{role}_guidance must be a finite number, got {g!r}")
-        x, seed_used = self._initial_latents(latents, seed, batch, height, width)
+        x, seed_used = self._initial_latents(a.latents, a.seed, batch, a.height, a.width)
 
         t0 = time.perf_counter()
         h, w = (
@@ -466,9 +452,9 @@ class W2SDRuntime:
             reflection=reflection,
             inversion=inversion,
             roles=roles,
-            callback=callback,
-            output_type=output_type,
-            single=isinstance(prompt, str),
+            callback=a.callback,
+            output_type=a.output_type,
+            single=isinstance(a.prompt, str),
             t_start=t_start,
             stats={
                 "seed": seed_used,
@@ -640,3 +626,7 @@ class W2SDRuntime:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidArgumentError(f"seed must be a non-negative int, got {seed!r}")
         return initial_latents(int(seed), (batch, c, h // f, w // f)), int(seed)
+
+
+# sample()'s parameters: sample_many() checks each request against them.
+_SAMPLE_SIGNATURE = inspect.signature(W2SDRuntime.sample)

@@ -166,6 +166,25 @@ def _tiny_vae(seed: int, scaling_factor: float = 0.18215) -> Any:
     )
 
 
+def _tiny_unet(seed: int, **config: Any) -> Any:
+    """A two-level UNet (one upsampler) in the shape of diffusers' tiny test UNets."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=32,
+        **config,
+    )
+
+
 def _tiny_ddim(prediction_type: str = "epsilon") -> Any:
     from diffusers import DDIMScheduler
 
@@ -190,7 +209,7 @@ def build_tiny_sd_pipeline(
     and VAE, so two pipelines with the same shared seed are a compatible pair.
     """
     import torch
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline
     from transformers import CLIPTextModel, CLIPTokenizer
 
     if variant not in ("sd1", "sd2"):
@@ -203,19 +222,11 @@ def build_tiny_sd_pipeline(
     write_tiny_clip_tokenizer(tok_dir, pad_token="!" if sd2 else "<|endoftext|>")
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
 
-    torch.manual_seed(unet_seed)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_unet(
+        unet_seed,
         cross_attention_dim=TEXT_HIDDEN,
         attention_head_dim=(2, 4) if sd2 else 8,
         use_linear_projection=sd2,
-        norm_num_groups=32,
     )
     vae = _tiny_vae(shared_seed)
     torch.manual_seed(shared_seed + 1)
@@ -238,7 +249,7 @@ def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: i
     """Save a tiny SDXL-architecture pipeline (two text encoders, text_embeds/time_ids),
     shaped like diffusers' own tiny SDXL test configuration."""
     import torch
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     out = Path(out_dir)
@@ -246,15 +257,8 @@ def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: i
         return out
     write_tiny_clip_tokenizer(out / "tokenizer")
     write_tiny_clip_tokenizer(out / "tokenizer_2", pad_token="!")
-    torch.manual_seed(unet_seed)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_unet(
+        unet_seed,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -263,7 +267,6 @@ def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: i
         # 6 time ids x 8 + the pooled projection of encoder 2
         projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
         cross_attention_dim=2 * TEXT_HIDDEN,
-        norm_num_groups=32,
     )
     vae = _tiny_vae(shared_seed, scaling_factor=0.13025)
     torch.manual_seed(shared_seed + 1)

@@ -62,7 +62,6 @@ struct OrtCudaBackend::Impl {
   std::vector<std::unique_ptr<NamedSession>> text_encoders;         // lane 0
   std::unique_ptr<NamedSession> vae_decoder;                        // lane 0
   Ort::MemoryInfo device_memory{nullptr};
-  Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
 
   ~Impl() {
     unets.clear();
@@ -169,32 +168,13 @@ std::vector<HostTensor> OrtCudaBackend::encode_text(int encoder, const int64_t* 
                                                     int64_t batch, int64_t length) {
   W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
                  " out of range");
-  NamedSession& s = *impl_->text_encoders[static_cast<size_t>(encoder)];
-  const std::array<int64_t, 2> shape{batch, length};
-  return ort_call("text encoder (CUDA)", [&] {
-    Ort::Value ids = Ort::Value::CreateTensor<int64_t>(
-        impl_->cpu, const_cast<int64_t*>(input_ids), static_cast<size_t>(batch * length),
-        shape.data(), shape.size());
-    auto outputs = s.session->Run(Ort::RunOptions{}, s.inputs.data(), &ids, 1, s.outputs.data(),
-                                  s.outputs.size());
-    std::vector<HostTensor> result;
-    for (auto& v : outputs) result.push_back(to_host(v));
-    return result;
-  });
+  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids,
+                             batch, length);
 }
 
 HostTensor OrtCudaBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
-                                          int64_t height, int64_t width) {
-  NamedSession& s = *impl_->vae_decoder;
-  const std::array<int64_t, 4> shape{batch, channels, height, width};
-  return ort_call("VAE decoder (CUDA)", [&] {
-    Ort::Value z = Ort::Value::CreateTensor<float>(
-        impl_->cpu, const_cast<float*>(latents),
-        static_cast<size_t>(batch * channels * height * width), shape.data(), shape.size());
-    auto outputs =
-        s.session->Run(Ort::RunOptions{}, s.inputs.data(), &z, 1, s.outputs.data(), 1);
-    return to_host(outputs.at(0));
-  });
+                                         int64_t height, int64_t width) {
+  return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
 }
 
 }  // namespace w2sd

@@ -32,36 +32,46 @@ def _median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(s[k] for s in stages) for k in stages[0]}
 
 
-def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
-    from ..runtime import W2SDRuntime
+def _measure(cfg: dict[str, Any], run: Any) -> tuple[list[float], list[Any]]:
+    """Warm up, then time `repeat` calls of run(); returns (seconds, run's results)."""
+    for _ in range(cfg["warmup"]):
+        run()
+    times, results = [], []
+    for _ in range(cfg["repeat"]):
+        t0 = time.perf_counter()
+        results.append(run())
+        times.append(time.perf_counter() - t0)
+    return times, results
 
-    rt = W2SDRuntime(cfg["engine"], backend=cfg.get("backend", "cpu"), threads=cfg.get("threads"))
-    x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
-    kw = dict(
-        latents=x,
+
+def _sample_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The sampling arguments every system gets: same latents, steps, λ and guidance."""
+    return dict(
+        latents=initial_latents(cfg["seed"], tuple(cfg["latent_shape"])),
         num_inference_steps=cfg["steps"],
         reflection_steps=cfg["reflection"],
         strong_guidance=cfg["guidance"]["strong"],
         weak_guidance=cfg["guidance"]["weak"],
         denoiser_guidance=cfg["guidance"]["denoiser"],
-        output_type="np",
     )
-    for _ in range(cfg["warmup"]):
+
+
+def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
+    from ..runtime import W2SDRuntime
+
+    rt = W2SDRuntime(cfg["engine"], backend=cfg.get("backend", "cpu"), threads=cfg.get("threads"))
+    kw = dict(_sample_kwargs(cfg), output_type="np")
+
+    def one_run() -> dict[str, Any]:
         rt.sample(cfg["prompt"], **kw)
-    e2e, stages, unet = [], [], []
-    for _ in range(cfg["repeat"]):
-        t0 = time.perf_counter()
-        rt.sample(cfg["prompt"], **kw)
-        e2e.append(time.perf_counter() - t0)
-        s = rt.last_stats
-        stages.append(
-            {
-                "text_encode": s["text_encode_s"],
-                "loop": s["loop_s"],
-                "vae_decode": s["vae_decode_s"],
-            }
-        )
-        unet.append((s["unet_s"], s["unet_calls"], s["loop_s"] - s["unet_s"]))
+        return rt.last_stats
+
+    e2e, runs = _measure(cfg, one_run)
+    stages = [
+        {"text_encode": s["text_encode_s"], "loop": s["loop_s"], "vae_decode": s["vae_decode_s"]}
+        for s in runs
+    ]
+    unet = [(s["unet_s"], s["unet_calls"], s["loop_s"] - s["unet_s"]) for s in runs]
     result: dict[str, Any] = {
         "e2e_s": _summary(e2e),
         "stages_s": _median_stages(stages),
@@ -99,14 +109,9 @@ def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
     loop = OrtPythonW2SD(cfg["engine"], backend=cfg.get("backend", "cpu"))
     x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
     args = (cfg["prompt"], x, cfg["steps"], cfg["reflection"], cfg["guidance"])
-    for _ in range(cfg["warmup"]):
-        loop.sample(*args)
-    e2e, stages = [], []
-    for _ in range(cfg["repeat"]):
-        t0 = time.perf_counter()
-        out = loop.sample(*args)
-        e2e.append(time.perf_counter() - t0)
-        stages.append(out["stages_s"])
+    e2e, outs = _measure(cfg, lambda: loop.sample(*args))
+    out = outs[-1]
+    stages = [o["stages_s"] for o in outs]
     if cfg.get("latents_out"):
         np.save(cfg["latents_out"], out["latents"])
     return {
@@ -125,23 +130,10 @@ def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
     ref = W2SDReference(
         cfg["sources"]["strong"], cfg["sources"]["weak"], cfg["sources"]["denoiser"], **loras
     )
-    x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
-    kw = dict(
-        latents=x,
-        num_inference_steps=cfg["steps"],
-        reflection_steps=cfg["reflection"],
-        strong_guidance=cfg["guidance"]["strong"],
-        weak_guidance=cfg["guidance"]["weak"],
-        denoiser_guidance=cfg["guidance"]["denoiser"],
-    )
-    for _ in range(cfg["warmup"]):
-        ref.sample(cfg["prompt"], **kw)
-    e2e, stages = [], []
-    for _ in range(cfg["repeat"]):
-        t0 = time.perf_counter()
-        out = ref.sample(cfg["prompt"], **kw)
-        e2e.append(time.perf_counter() - t0)
-        stages.append(out.stages_s)
+    kw = _sample_kwargs(cfg)
+    e2e, outs = _measure(cfg, lambda: ref.sample(cfg["prompt"], **kw))
+    out = outs[-1]
+    stages = [o.stages_s for o in outs]
     return {
         "e2e_s": _summary(e2e),
         "stages_s": _median_stages(stages),

@@ -1,0 +1,57 @@
+"""What every backend build shares: write into a temporary directory next to the
+final one, swap it in atomically, and record checksums of what was written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from w2sd.manifest import Manifest, artifact_entry, make_public
+
+
+def artifacts_under(root: Path, folder: Path) -> dict[str, Any]:
+    """SHA-256 and size of every file below `folder`, keyed by path relative to `root`."""
+    return {
+        f.relative_to(root).as_posix(): artifact_entry(root, f.relative_to(root).as_posix())
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put `tmp` in place of `final` (removing an older `final`) with normal permissions."""
+    if final.exists():
+        shutil.rmtree(final)
+    make_public(tmp)
+    os.replace(tmp, final)
+
+
+def convert_models(
+    manifest: Manifest,
+    backend: str,
+    sources: dict[str, str],
+    convert: Callable[[Path, Path], None],
+    log: Callable[[str], None],
+    verb: str,
+) -> dict[str, str]:
+    """convert(src, dst) each model into ``backend/NAME/model.onnx``; returns NAME -> file.
+
+    Nothing is left behind on failure, and an earlier build stays until the new one
+    is complete."""
+    root = manifest.root
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{backend}.build-"))
+    try:
+        files = {}
+        for i, (name, rel) in enumerate(sources.items(), 1):
+            log(f"[{i}/{len(sources)}] {verb} {name} ({rel})")
+            convert(root / rel, tmp / name / "model.onnx")
+            files[name] = f"{backend}/{name}/model.onnx"
+        replace_dir(tmp, root / backend)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return files
