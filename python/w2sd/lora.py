@@ -43,6 +43,12 @@ class LoraSpec:
 def unet_lora_state_dict(pipeline_cls: Any, spec: LoraSpec) -> tuple[dict[str, Any], Any]:
     """The UNet part of a LoRA file, converted to diffusers' layout; clear errors if malformed."""
     try:
+        import peft  # noqa: F401  (diffusers' LoRA loading needs its PEFT backend)
+    except ImportError:
+        raise InvalidArgumentError(
+            "LoRA support needs the peft package: pip install 'w2sd-runtime[export]'"
+        ) from None
+    try:
         state_dict, alphas = pipeline_cls.lora_state_dict(str(spec.path))
     except Exception as e:  # safetensors/torch raise many types for a bad file
         raise InvalidArgumentError(f"LoRA file '{spec.path}' cannot be read: {e}") from None
