@@ -13,6 +13,7 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,17 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    """This process's peak resident memory (bytes).
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and exec, so
+    a worker would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _median_stages(stages: list[dict[str, float]]) -> dict[str, float]:
@@ -147,7 +158,7 @@ def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    n = cfg.get("n", 2048)
+    n = cfg.get("n", 3072)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         "mm",
@@ -163,7 +174,7 @@ def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
     feed = {"a": a, "b": a}
     sess.run(None, feed)
     times = []
-    for _ in range(cfg.get("repeat", 5)):
+    for _ in range(cfg.get("repeat", 10)):
         t0 = time.perf_counter()
         sess.run(None, feed)
         times.append(time.perf_counter() - t0)
