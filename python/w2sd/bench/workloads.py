@@ -119,14 +119,16 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
 def prepare(name: str, cache_dir: Path, log: Callable[[str], None] = _log) -> Path:
     """The workload's built engine dir in cache_dir (made once, then reused)."""
     from ..engines.build import build_engine
-    from ..export.engine_export import ExportOptions, export_engine
     from ..manifest import load_manifest
-    from ..tiny_models import build_tiny_pair
 
     wl = WORKLOADS[name]
     root = cache_dir / name
     engine = root / "engine"
     if not (engine / "manifest.json").is_file():
+        # torch and diffusers only when the workload has to be built.
+        from ..export.engine_export import ExportOptions, export_engine
+        from ..tiny_models import build_tiny_pair
+
         if name == "tiny":
             strong, weak = build_tiny_pair(root / "models")
         else:
