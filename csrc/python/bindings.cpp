@@ -10,8 +10,8 @@
 
 #include "w2sd/ddim_math.h"
 #include "w2sd/engine.h"
-#include "w2sd/ort_backend.h"
 #include "w2sd/ort_api.h"
+#include "w2sd/ort_backend.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
@@ -30,11 +30,16 @@ using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecas
 
 const char* error_class(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "InvalidArgumentError";
-    case ErrorCode::kNotFound: return "NotFoundError";
-    case ErrorCode::kBackend: return "BackendError";
-    case ErrorCode::kCancelled: return "CancelledError";
-    case ErrorCode::kInternal: return "W2SDError";
+    case ErrorCode::kInvalidArgument:
+      return "InvalidArgumentError";
+    case ErrorCode::kNotFound:
+      return "NotFoundError";
+    case ErrorCode::kBackend:
+      return "BackendError";
+    case ErrorCode::kCancelled:
+      return "CancelledError";
+    case ErrorCode::kInternal:
+      return "W2SDError";
   }
   return "W2SDError";
 }
@@ -67,19 +72,15 @@ FloatArray apply_update(const DdimSchedule& s, const FloatArray& e, const FloatA
   return out;
 }
 
-std::unique_ptr<Engine> make_ort_engine(const std::string& library_path,
-                                        const std::vector<std::string>& unet_paths,
-                                        const std::vector<std::string>& unet_inputs,
-                                        const std::vector<std::string>& text_encoder_paths,
-                                        const std::vector<std::vector<std::string>>& text_encoder_outputs,
-                                        const std::string& vae_decoder_path,
-                                        int64_t num_train_timesteps, FloatArray alphas_cumprod,
-                                        bool set_alpha_to_one, int64_t steps_offset,
-                                        const std::string& timestep_spacing,
-                                        const std::string& prediction_type, int intra_op_threads,
-                                        int graph_optimization_level, const std::string& provider,
-                                        int device_id, int lanes,
-                                        const std::map<std::string, std::string>& provider_options) {
+std::unique_ptr<Engine> make_ort_engine(
+    const std::string& library_path, const std::vector<std::string>& unet_paths,
+    const std::vector<std::string>& unet_inputs, const std::vector<std::string>& text_encoder_paths,
+    const std::vector<std::vector<std::string>>& text_encoder_outputs,
+    const std::string& vae_decoder_path, int64_t num_train_timesteps, FloatArray alphas_cumprod,
+    bool set_alpha_to_one, int64_t steps_offset, const std::string& timestep_spacing,
+    const std::string& prediction_type, int intra_op_threads, int graph_optimization_level,
+    const std::string& provider, int device_id, int lanes,
+    const std::map<std::string, std::string>& provider_options) {
   SchedulerConfig sc = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
                                              steps_offset, timestep_spacing, prediction_type);
   OrtBackendConfig bc;
@@ -151,8 +152,8 @@ LoopRequest parse_request(const FloatArray& latents, int64_t num_inference_steps
                   std::vector<int64_t>* dims) -> const float* {
     if (!role.contains(key) || role[key].is_none()) return nullptr;
     auto a = role[key].cast<FloatArray>();
-    W2SD_CHECK_ARG(a.ndim() == ndim && a.shape(0) == batch, "roles[", r, "]['", key,
-                   "'] must be ", ndim, "-D with batch ", batch);
+    W2SD_CHECK_ARG(a.ndim() == ndim && a.shape(0) == batch, "roles[", r, "]['", key, "'] must be ",
+                   ndim, "-D with batch ", batch);
     std::vector<int64_t> got(a.shape() + 1, a.shape() + a.ndim());
     if (dims->empty()) *dims = got;
     W2SD_CHECK_ARG(*dims == got, "roles[", r, "]['", key, "'] shape differs from other roles'");
@@ -232,9 +233,9 @@ py::list run_many(Engine& engine, py::list requests, int lanes) {
     auto d = item.cast<py::dict>();
     auto latents = d["latents"].cast<FloatArray>();
     keep_alive.push_back(latents);
-    reqs.push_back(parse_request(latents, d["num_inference_steps"].cast<int64_t>(),
-                                 d["reflection"], d["inversion"].cast<std::string>(),
-                                 d["roles"].cast<py::list>(), keep_alive));
+    reqs.push_back(parse_request(latents, d["num_inference_steps"].cast<int64_t>(), d["reflection"],
+                                 d["inversion"].cast<std::string>(), d["roles"].cast<py::list>(),
+                                 keep_alive));
     xs.emplace_back(latents.data(), latents.data() + latents.size());
     progress.push_back(d.contains("progress") ? wrap_progress(d["progress"]) : ProgressFn{});
   }
@@ -279,85 +280,105 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.def("load_ort_library", [](const std::string& path) {
-    const OrtLibraryInfo& info = load_ort_library(path);
-    return py::make_tuple(info.path, info.version, info.api_version);
-  }, py::arg("path"), "Load ONNX Runtime's shared library; returns (path, version, api_version).");
+  m.def(
+      "load_ort_library",
+      [](const std::string& path) {
+        const OrtLibraryInfo& info = load_ort_library(path);
+        return py::make_tuple(info.path, info.version, info.api_version);
+      },
+      py::arg("path"), "Load ONNX Runtime's shared library; returns (path, version, api_version).");
 
   py::class_<DdimSchedule>(m, "DdimSchedule",
                            "DDIM timesteps and (inverse) steps, the math the loop runs.")
-      .def(py::init([](int64_t num_train_timesteps, FloatArray alphas_cumprod,
-                       bool set_alpha_to_one, int64_t steps_offset,
-                       const std::string& timestep_spacing, const std::string& prediction_type,
-                       int64_t num_inference_steps) {
-             return DdimSchedule(make_scheduler_config(num_train_timesteps, alphas_cumprod,
-                                                       set_alpha_to_one, steps_offset,
-                                                       timestep_spacing, prediction_type),
-                                 num_inference_steps);
-           }),
-           py::arg("num_train_timesteps"), py::arg("alphas_cumprod"), py::arg("set_alpha_to_one"),
-           py::arg("steps_offset"), py::arg("timestep_spacing"), py::arg("prediction_type"),
-           py::arg("num_inference_steps"))
+      .def(
+          py::init([](int64_t num_train_timesteps, FloatArray alphas_cumprod, bool set_alpha_to_one,
+                      int64_t steps_offset, const std::string& timestep_spacing,
+                      const std::string& prediction_type, int64_t num_inference_steps) {
+            return DdimSchedule(
+                make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
+                                      steps_offset, timestep_spacing, prediction_type),
+                num_inference_steps);
+          }),
+          py::arg("num_train_timesteps"), py::arg("alphas_cumprod"), py::arg("set_alpha_to_one"),
+          py::arg("steps_offset"), py::arg("timestep_spacing"), py::arg("prediction_type"),
+          py::arg("num_inference_steps"))
       .def_property_readonly("timesteps", &DdimSchedule::timesteps)
-      .def("step", [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
-        return apply_update(s, e, x, s.step_coeffs(t));
-      }, py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
-         "DDIMScheduler.step(model_output, timestep, sample).prev_sample")
-      .def("inverse_step", [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
-        return apply_update(s, e, x, s.inverse_step_coeffs(t));
-      }, py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
-         "DDIMInverseScheduler.step(model_output, timestep, sample).prev_sample");
+      .def(
+          "step",
+          [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
+            return apply_update(s, e, x, s.step_coeffs(t));
+          },
+          py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
+          "DDIMScheduler.step(model_output, timestep, sample).prev_sample")
+      .def(
+          "inverse_step",
+          [](const DdimSchedule& s, FloatArray e, int64_t t, FloatArray x) {
+            return apply_update(s, e, x, s.inverse_step_coeffs(t));
+          },
+          py::arg("model_output"), py::arg("timestep"), py::arg("sample"),
+          "DDIMInverseScheduler.step(model_output, timestep, sample).prev_sample");
 
-  m.def("cuda_compiled", [] {
+  m.def(
+      "cuda_compiled",
+      [] {
 #ifdef W2SD_WITH_CUDA
-    return true;
+        return true;
 #else
-    return false;
+        return false;
 #endif
-  }, "Whether this build has the CUDA kernels and the CUDA/TensorRT backend.");
+      },
+      "Whether this build has the CUDA kernels and the CUDA/TensorRT backend.");
 
-  m.def("cuda_device_count", [] {
+  m.def(
+      "cuda_device_count",
+      [] {
 #ifdef W2SD_WITH_CUDA
-    return cuda::device_count();
+        return cuda::device_count();
 #else
-    return 0;
+        return 0;
 #endif
-  }, "CUDA devices visible to this build (0 without CUDA support, driver or device).");
+      },
+      "CUDA devices visible to this build (0 without CUDA support, driver or device).");
 
-  m.def("available_providers", [] { return Ort::GetAvailableProviders(); },
-        "ONNX Runtime execution providers of the loaded library (load_ort_library first).");
+  m.def(
+      "available_providers", [] { return Ort::GetAvailableProviders(); },
+      "ONNX Runtime execution providers of the loaded library (load_ort_library first).");
 
-  m.def("guided_ddim_update", [](FloatArray e_uncond, FloatArray e_cond, float guidance,
-                                 FloatArray x, float a, float a_next,
-                                 const std::string& prediction) {
-    W2SD_CHECK_ARG(e_uncond.size() == x.size() && e_cond.size() == x.size(),
-                   "e_uncond, e_cond and x must have the same size");
-    const DdimCoeffs c = make_coeffs(a, a_next);
-    const PredictionType p = parse_prediction_type(prediction);
-    FloatArray out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-    for (py::ssize_t k = 0; k < x.size(); ++k) {
-      out.mutable_data()[k] =
-          guided_ddim_update(e_uncond.data()[k], e_cond.data()[k], guidance, x.data()[k], c, p);
-    }
-    return out;
-  }, py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"), py::arg("x"), py::arg("a"),
-     py::arg("a_next"), py::arg("prediction_type"),
-     "The fused guidance + DDIM update per element, as the CUDA kernel computes it.");
+  m.def(
+      "guided_ddim_update",
+      [](FloatArray e_uncond, FloatArray e_cond, float guidance, FloatArray x, float a,
+         float a_next, const std::string& prediction) {
+        W2SD_CHECK_ARG(e_uncond.size() == x.size() && e_cond.size() == x.size(),
+                       "e_uncond, e_cond and x must have the same size");
+        const DdimCoeffs c = make_coeffs(a, a_next);
+        const PredictionType p = parse_prediction_type(prediction);
+        FloatArray out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        for (py::ssize_t k = 0; k < x.size(); ++k) {
+          out.mutable_data()[k] =
+              guided_ddim_update(e_uncond.data()[k], e_cond.data()[k], guidance, x.data()[k], c, p);
+        }
+        return out;
+      },
+      py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"), py::arg("x"), py::arg("a"),
+      py::arg("a_next"), py::arg("prediction_type"),
+      "The fused guidance + DDIM update per element, as the CUDA kernel computes it.");
 
-  m.def("cfg_combine", [](FloatArray e_uncond, FloatArray e_cond, float guidance) {
-    W2SD_CHECK_ARG(e_uncond.size() == e_cond.size(), "e_uncond and e_cond sizes differ");
-    FloatArray out(std::vector<py::ssize_t>(e_cond.shape(), e_cond.shape() + e_cond.ndim()));
-    for (py::ssize_t k = 0; k < e_cond.size(); ++k) {
-      out.mutable_data()[k] = cfg_combine(e_uncond.data()[k], e_cond.data()[k], guidance);
-    }
-    return out;
-  }, py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"));
+  m.def(
+      "cfg_combine",
+      [](FloatArray e_uncond, FloatArray e_cond, float guidance) {
+        W2SD_CHECK_ARG(e_uncond.size() == e_cond.size(), "e_uncond and e_cond sizes differ");
+        FloatArray out(std::vector<py::ssize_t>(e_cond.shape(), e_cond.shape() + e_cond.ndim()));
+        for (py::ssize_t k = 0; k < e_cond.size(); ++k) {
+          out.mutable_data()[k] = cfg_combine(e_uncond.data()[k], e_cond.data()[k], guidance);
+        }
+        return out;
+      },
+      py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"));
 
   py::class_<Engine>(m, "Engine")
       .def(py::init(&make_ort_engine), py::arg("library_path"), py::arg("unet_paths"),
            py::arg("unet_inputs"), py::arg("text_encoder_paths"), py::arg("text_encoder_outputs"),
-           py::arg("vae_decoder_path"),
-           py::arg("num_train_timesteps"), py::arg("alphas_cumprod"),
+           py::arg("vae_decoder_path"), py::arg("num_train_timesteps"), py::arg("alphas_cumprod"),
            py::arg("set_alpha_to_one"), py::arg("steps_offset"), py::arg("timestep_spacing"),
            py::arg("prediction_type"), py::arg("intra_op_threads") = 0,
            py::arg("graph_optimization_level") = 99, py::arg("provider") = "cpu",
@@ -367,27 +388,34 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
       .def_property_readonly("num_text_encoders",
                              [](Engine& e) { return e.backend().num_text_encoders(); })
-      .def("encode_text", [](Engine& e, int encoder, Int64Array ids) {
-        W2SD_CHECK_ARG(ids.ndim() == 2, "input_ids must be 2-D (batch, length)");
-        std::vector<HostTensor> outputs;
-        {
-          py::gil_scoped_release release;
-          outputs = e.backend().encode_text(encoder, ids.data(), ids.shape(0), ids.shape(1));
-        }
-        py::list result;
-        for (auto& t : outputs) result.append(to_numpy(std::move(t)));
-        return result;
-      }, py::arg("encoder"), py::arg("input_ids"),
-         "Every output of text encoder `encoder` for these token ids.")
-      .def("decode_latents", [](Engine& e, FloatArray z) {
-        W2SD_CHECK_ARG(z.ndim() == 4, "latents must be 4-D (batch, channels, h, w)");
-        HostTensor t;
-        {
-          py::gil_scoped_release release;
-          t = e.backend().decode_latents(z.data(), z.shape(0), z.shape(1), z.shape(2), z.shape(3));
-        }
-        return to_numpy(std::move(t));
-      }, py::arg("latents"))
+      .def(
+          "encode_text",
+          [](Engine& e, int encoder, Int64Array ids) {
+            W2SD_CHECK_ARG(ids.ndim() == 2, "input_ids must be 2-D (batch, length)");
+            std::vector<HostTensor> outputs;
+            {
+              py::gil_scoped_release release;
+              outputs = e.backend().encode_text(encoder, ids.data(), ids.shape(0), ids.shape(1));
+            }
+            py::list result;
+            for (auto& t : outputs) result.append(to_numpy(std::move(t)));
+            return result;
+          },
+          py::arg("encoder"), py::arg("input_ids"),
+          "Every output of text encoder `encoder` for these token ids.")
+      .def(
+          "decode_latents",
+          [](Engine& e, FloatArray z) {
+            W2SD_CHECK_ARG(z.ndim() == 4, "latents must be 4-D (batch, channels, h, w)");
+            HostTensor t;
+            {
+              py::gil_scoped_release release;
+              t = e.backend().decode_latents(z.data(), z.shape(0), z.shape(1), z.shape(2),
+                                             z.shape(3));
+            }
+            return to_numpy(std::move(t));
+          },
+          py::arg("latents"))
       .def("run_loop", &run_loop, py::arg("latents"), py::arg("num_inference_steps"),
            py::arg("reflection"), py::arg("inversion"), py::arg("roles"),
            py::arg("progress") = py::none(),

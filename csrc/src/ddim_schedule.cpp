@@ -24,8 +24,7 @@ PredictionType parse_prediction_type(const std::string& name) {
 
 DdimCoeffs make_coeffs(float a, float a_next) {
   // torch: alpha ** 0.5 and (1 - alpha) ** 0.5 on float32 scalars.
-  return DdimCoeffs{std::sqrt(a), std::sqrt(1.0f - a), std::sqrt(a_next),
-                    std::sqrt(1.0f - a_next)};
+  return DdimCoeffs{std::sqrt(a), std::sqrt(1.0f - a), std::sqrt(a_next), std::sqrt(1.0f - a_next)};
 }
 
 DdimSchedule::DdimSchedule(SchedulerConfig config, int64_t num_inference_steps)
@@ -33,8 +32,8 @@ DdimSchedule::DdimSchedule(SchedulerConfig config, int64_t num_inference_steps)
   const int64_t n = config_.num_train_timesteps;
   const int64_t t_count = num_inference_steps;
   W2SD_CHECK_ARG(n > 0, "num_train_timesteps must be positive, got ", n);
-  W2SD_CHECK_ARG(static_cast<int64_t>(config_.alphas_cumprod.size()) == n,
-                 "alphas_cumprod has ", config_.alphas_cumprod.size(), " entries, expected ", n);
+  W2SD_CHECK_ARG(static_cast<int64_t>(config_.alphas_cumprod.size()) == n, "alphas_cumprod has ",
+                 config_.alphas_cumprod.size(), " entries, expected ", n);
   W2SD_CHECK_ARG(t_count > 0, "num_inference_steps must be positive, got ", t_count);
   W2SD_CHECK_ARG(t_count <= n, "num_inference_steps (", t_count,
                  ") cannot exceed num_train_timesteps (", n, ")");
@@ -46,8 +45,8 @@ DdimSchedule::DdimSchedule(SchedulerConfig config, int64_t num_inference_steps)
       for (int64_t i = 0; i < t_count; ++i) {
         const double step = t_count == 1 ? 0.0 : double(n - 1) / double(t_count - 1);
         const double v = double(i) * step;
-        timesteps_[static_cast<size_t>(t_count - 1 - i)] =
-            static_cast<int64_t>(std::nearbyint(i == t_count - 1 && t_count > 1 ? double(n - 1) : v));
+        timesteps_[static_cast<size_t>(t_count - 1 - i)] = static_cast<int64_t>(
+            std::nearbyint(i == t_count - 1 && t_count > 1 ? double(n - 1) : v));
       }
       break;
     case TimestepSpacing::kLeading:

@@ -20,8 +20,8 @@ Engine::Engine(std::unique_ptr<InferenceBackend> backend, SchedulerConfig schedu
   W2SD_CHECK_ARG(backend_ != nullptr, "backend must not be null");
 }
 
-LoopStats Engine::run_loop(const LoopRequest& request, float* latents,
-                           const ProgressFn& progress, int lane) {
+LoopStats Engine::run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress,
+                           int lane) {
   W2SD_CHECK_ARG(lane >= 0 && lane < backend_->num_lanes(), "lane ", lane, " out of range");
   const DdimSchedule schedule(scheduler_, request.num_inference_steps);
   const ReflectionSchedule reflection =

@@ -22,8 +22,7 @@ std::vector<float> stack(const float* first, const float* second, size_t n, bool
 }
 }  // namespace
 
-GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape,
-                         ConditioningShape cond_shape,
+GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape, ConditioningShape cond_shape,
                          const std::array<RoleConditioning, kNumRoles>& roles,
                          PredictionType prediction, int lane)
     : backend_(backend),
@@ -44,8 +43,8 @@ GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape,
     RoleState& state = roles_[static_cast<size_t>(r)];
     state.cond = roles[static_cast<size_t>(r)];
     const RoleConditioning& c = state.cond;
-    W2SD_CHECK_ARG(c.unet >= 0 && c.unet < backend.num_unets(), "role ", r, ": UNet index ",
-                   c.unet, " out of range");
+    W2SD_CHECK_ARG(c.unet >= 0 && c.unet < backend.num_unets(), "role ", r, ": UNet index ", c.unet,
+                   " out of range");
     W2SD_CHECK_ARG(c.cond != nullptr, "role ", r, ": missing conditional embeddings");
     // g == 1 makes e_u + g (e_c - e_u) == e_c: the conditional pass alone is exact.
     state.batched = c.guidance != 1.0f;
@@ -53,8 +52,8 @@ GuidedModel::GuidedModel(InferenceBackend& backend, LatentShape shape,
                    ": guidance != 1 needs unconditional embeddings");
     state.text = stack(c.uncond, c.cond, text_count, state.batched);
     if (added) {
-      W2SD_CHECK_ARG(c.cond_pooled && c.time_ids && (!state.batched || c.uncond_pooled), "role ",
-                     r, ": this UNet needs pooled text embeddings and time ids");
+      W2SD_CHECK_ARG(c.cond_pooled && c.time_ids && (!state.batched || c.uncond_pooled), "role ", r,
+                     ": this UNet needs pooled text embeddings and time ids");
       state.pooled = stack(c.uncond_pooled, c.cond_pooled, pooled_count, state.batched);
       state.time_ids = stack(c.time_ids, c.time_ids, ids_count, state.batched);
     }

@@ -25,7 +25,8 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   Ort::SessionOptions options = ort_call("session options", [&] {
     Ort::SessionOptions o;
     o.SetIntraOpNumThreads(config.intra_op_threads);
-    o.SetGraphOptimizationLevel(static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
+    o.SetGraphOptimizationLevel(
+        static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
     return o;
   });
   const size_t n_unet_inputs = config.unet_names.inputs.size();
@@ -50,9 +51,7 @@ OrtBackend::~OrtBackend() = default;
 
 int OrtBackend::num_unets() const { return static_cast<int>(impl_->unets.size()); }
 
-int OrtBackend::num_text_encoders() const {
-  return static_cast<int>(impl_->text_encoders.size());
-}
+int OrtBackend::num_text_encoders() const { return static_cast<int>(impl_->text_encoders.size()); }
 
 void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
@@ -77,10 +76,10 @@ void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
                                                      sample_shape.size()));
     inputs.push_back(
         Ort::Value::CreateTensor<float>(impl_->cpu, &timestep, 1, t_shape.data(), t_shape.size()));
-    inputs.push_back(Ort::Value::CreateTensor<float>(
-        impl_->cpu, const_cast<float*>(in.text),
-        static_cast<size_t>(in.batch * in.text_len * in.text_dim), text_shape.data(),
-        text_shape.size()));
+    inputs.push_back(
+        Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.text),
+                                        static_cast<size_t>(in.batch * in.text_len * in.text_dim),
+                                        text_shape.data(), text_shape.size()));
     if (added) {
       inputs.push_back(Ort::Value::CreateTensor<float>(
           impl_->cpu, const_cast<float*>(in.text_embeds),
@@ -97,17 +96,16 @@ void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   });
 }
 
-
 std::vector<HostTensor> OrtBackend::encode_text(int encoder, const int64_t* input_ids,
                                                 int64_t batch, int64_t length) {
   W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
                  " out of range");
-  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids,
-                             batch, length);
+  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids, batch,
+                             length);
 }
 
 HostTensor OrtBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
-                                     int64_t height, int64_t width) {
+                                      int64_t height, int64_t width) {
   return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
 }
 

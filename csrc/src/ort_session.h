@@ -14,7 +14,6 @@
 
 namespace w2sd::ort_session {
 
-
 // Converts ONNX Runtime's exceptions into the core's one error type.
 template <typename Fn>
 auto ort_call(const char* what, Fn&& fn) -> decltype(fn()) {
@@ -45,9 +44,8 @@ struct NamedSession {
     if (!std::filesystem::is_regular_file(path)) {
       detail::throw_error(ErrorCode::kNotFound, what, ": model file '", path, "' does not exist");
     }
-    session = ort_call(what, [&] {
-      return std::make_unique<Ort::Session>(shared_env(), path.c_str(), options);
-    });
+    session = ort_call(
+        what, [&] { return std::make_unique<Ort::Session>(shared_env(), path.c_str(), options); });
     for (const auto& n : input_names) inputs.push_back(n.c_str());
     for (const auto& n : output_names) outputs.push_back(n.c_str());
     check_names(what);
@@ -64,13 +62,11 @@ struct NamedSession {
       bool found = false;
       for (const auto& m : model_inputs) found = found || m == name;
       if (!found) {
-        detail::throw_error(ErrorCode::kInvalidArgument, what, ": model has no input '", name,
-                            "'");
+        detail::throw_error(ErrorCode::kInvalidArgument, what, ": model has no input '", name, "'");
       }
     }
   }
 };
-
 
 inline HostTensor to_host(Ort::Value& value) {
   HostTensor t;
@@ -85,8 +81,8 @@ inline HostTensor to_host(Ort::Value& value) {
 // (text encoders, the VAE decoder: outside the loop, copies allowed).
 inline std::vector<HostTensor> run_on_host(NamedSession& s, Ort::Value& input, const char* what) {
   return ort_call(what, [&] {
-    auto outputs = s.session->Run(Ort::RunOptions{}, s.inputs.data(), &input, 1,
-                                  s.outputs.data(), s.outputs.size());
+    auto outputs = s.session->Run(Ort::RunOptions{}, s.inputs.data(), &input, 1, s.outputs.data(),
+                                  s.outputs.size());
     std::vector<HostTensor> result;
     for (auto& v : outputs) result.push_back(to_host(v));
     return result;
@@ -95,8 +91,8 @@ inline std::vector<HostTensor> run_on_host(NamedSession& s, Ort::Value& input, c
 
 inline std::vector<HostTensor> encode_text_on_host(NamedSession& s, const int64_t* input_ids,
                                                    int64_t batch, int64_t length) {
-  static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator,
-                                                                OrtMemTypeDefault);
+  static const Ort::MemoryInfo cpu =
+      Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   const std::array<int64_t, 2> shape{batch, length};
   Ort::Value ids = ort_call("text encoder input", [&] {
     return Ort::Value::CreateTensor<int64_t>(cpu, const_cast<int64_t*>(input_ids),
@@ -108,8 +104,8 @@ inline std::vector<HostTensor> encode_text_on_host(NamedSession& s, const int64_
 
 inline HostTensor decode_on_host(NamedSession& s, const float* latents, int64_t batch,
                                  int64_t channels, int64_t height, int64_t width) {
-  static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator,
-                                                                OrtMemTypeDefault);
+  static const Ort::MemoryInfo cpu =
+      Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   const std::array<int64_t, 4> shape{batch, channels, height, width};
   Ort::Value z = ort_call("VAE decoder input", [&] {
     return Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(latents),

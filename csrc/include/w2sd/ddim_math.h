@@ -17,9 +17,9 @@ enum class PredictionType : int { kEpsilon = 0, kVPrediction = 1 };
 // Square roots of the two noise levels of one update, computed once per step
 // on the host in float32 exactly as diffusers does on 0-d float32 tensors.
 struct DdimCoeffs {
-  float sqrt_a;        // sqrt(a), a = alpha_bar at the level the sample is at
-  float sqrt_1m_a;     // sqrt(1 - a)
-  float sqrt_a_next;   // sqrt(a'), a' = alpha_bar at the target level
+  float sqrt_a;       // sqrt(a), a = alpha_bar at the level the sample is at
+  float sqrt_1m_a;    // sqrt(1 - a)
+  float sqrt_a_next;  // sqrt(a'), a' = alpha_bar at the target level
   float sqrt_1m_a_next;
 };
 

@@ -56,10 +56,10 @@ class GuidedModel {
 
   struct RoleState {
     RoleConditioning cond;
-    bool batched = false;        // guidance != 1: one call with batch 2B
-    std::vector<float> text;     // [uncond; cond] or cond, built once
-    std::vector<float> pooled;   // likewise, SDXL only
-    std::vector<float> time_ids; // [ids; ids] or ids, SDXL only
+    bool batched = false;         // guidance != 1: one call with batch 2B
+    std::vector<float> text;      // [uncond; cond] or cond, built once
+    std::vector<float> pooled;    // likewise, SDXL only
+    std::vector<float> time_ids;  // [ids; ids] or ids, SDXL only
   };
   InferenceBackend& backend_;
   PredictionType prediction_;

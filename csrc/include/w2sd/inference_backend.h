@@ -13,7 +13,7 @@ struct UnetInputs {
   int64_t batch = 0, channels = 0, height = 0, width = 0;
   float timestep = 0.0f;
   const float* timestep_device = nullptr;  // device backends: the timestep in device memory
-  const float* text = nullptr;  // encoder_hidden_states (batch, text_len, text_dim)
+  const float* text = nullptr;             // encoder_hidden_states (batch, text_len, text_dim)
   int64_t text_len = 0, text_dim = 0;
   // SDXL's added conditions (null for SD 1.x/2.x): pooled text embeddings
   // (batch, pooled_dim) and micro-conditioning time ids (batch, time_ids_dim).

@@ -16,8 +16,8 @@ struct OrtModelNames {
 };
 
 struct OrtBackendConfig {
-  std::string library_path;             // libonnxruntime.so.* to load
-  std::vector<std::string> unet_paths;  // one per distinct UNet artifact
+  std::string library_path;                     // libonnxruntime.so.* to load
+  std::vector<std::string> unet_paths;          // one per distinct UNet artifact
   std::vector<std::string> text_encoder_paths;  // one (SD 1.x/2.x) or two (SDXL)
   std::string vae_decoder_path;
   // {sample, timestep, encoder_hidden_states[, text_embeds, time_ids]} -> {out}
@@ -39,8 +39,8 @@ class OrtBackend final : public InferenceBackend {
   int num_text_encoders() const override;
   std::vector<HostTensor> encode_text(int encoder, const int64_t* input_ids, int64_t batch,
                                       int64_t length) override;
-  HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels,
-                            int64_t height, int64_t width) override;
+  HostTensor decode_latents(const float* latents, int64_t batch, int64_t channels, int64_t height,
+                            int64_t width) override;
 
  private:
   struct Impl;

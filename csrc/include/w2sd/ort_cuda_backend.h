@@ -16,10 +16,10 @@
 namespace w2sd {
 
 struct OrtCudaBackendConfig {
-  OrtBackendConfig base;                 // models, names, library path
-  std::string provider = "cuda";         // "cuda" or "tensorrt"
+  OrtBackendConfig base;          // models, names, library path
+  std::string provider = "cuda";  // "cuda" or "tensorrt"
   int device_id = 0;
-  int lanes = 1;                         // concurrent requests; UNet sessions per lane
+  int lanes = 1;  // concurrent requests; UNet sessions per lane
   // Extra provider options as key/value strings (TensorRT: trt_fp16_enable,
   // trt_engine_cache_path, trt_profile_min_shapes, ... as the manifest gives them).
   std::vector<std::pair<std::string, std::string>> provider_options;

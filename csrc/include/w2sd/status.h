@@ -39,12 +39,12 @@ template <typename... Args>
 }  // namespace w2sd
 
 // Input checks: the message names the argument that is wrong.
-#define W2SD_CHECK_ARG(cond, ...)                                           \
-  do {                                                                      \
+#define W2SD_CHECK_ARG(cond, ...)                                                               \
+  do {                                                                                          \
     if (!(cond)) ::w2sd::detail::throw_error(::w2sd::ErrorCode::kInvalidArgument, __VA_ARGS__); \
   } while (0)
 
-#define W2SD_CHECK_INTERNAL(cond, ...)                                      \
-  do {                                                                      \
+#define W2SD_CHECK_INTERNAL(cond, ...)                                                   \
+  do {                                                                                   \
     if (!(cond)) ::w2sd::detail::throw_error(::w2sd::ErrorCode::kInternal, __VA_ARGS__); \
   } while (0)

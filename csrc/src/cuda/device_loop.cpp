@@ -80,8 +80,8 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
     W2SD_CHECK_ARG(c.cond && (!d.guided || c.uncond), "role ", r, ": missing embeddings");
     d.text = upload(stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, d.guided), stream);
     if (added) {
-      d.pooled = upload(stacked(c.uncond_pooled, c.cond_pooled, b * cs.pooled_dim, d.guided),
-                        stream);
+      d.pooled =
+          upload(stacked(c.uncond_pooled, c.cond_pooled, b * cs.pooled_dim, d.guided), stream);
       d.time_ids = upload(stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, d.guided), stream);
     }
     any_guided = any_guided || d.guided;
@@ -133,8 +133,7 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++stats.unet_calls;
     check_cuda(launch_guided_ddim_update(unet_out.f32(), DType::kFloat32, d.guided, rc.guidance,
-                                         xin, out, static_cast<int64_t>(n), c, prediction,
-                                         stream),
+                                         xin, out, static_cast<int64_t>(n), c, prediction, stream),
                "guided DDIM update");
   };
   const auto start = std::chrono::steady_clock::now();

@@ -26,8 +26,8 @@ __global__ void guided_ddim_update_kernel(const T* unet_out, bool guided, float 
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
        k += int64_t(gridDim.x) * blockDim.x) {
     const float xk = x[k];
-    out[k] = guided ? guided_ddim_update(load(unet_out, k), load(unet_out, n + k), guidance, xk,
-                                         c, prediction)
+    out[k] = guided ? guided_ddim_update(load(unet_out, k), load(unet_out, n + k), guidance, xk, c,
+                                         prediction)
                     : ddim_update(load(unet_out, k), xk, c, prediction);
   }
 }

@@ -33,7 +33,8 @@ Ort::SessionOptions provider_session_options(const OrtCudaBackendConfig& config,
     }
     Ort::Status st(api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
     if (st.IsOK()) {
-      st = Ort::Status(api.UpdateTensorRTProviderOptionsWithValue(trt, "user_compute_stream", stream));
+      st = Ort::Status(
+          api.UpdateTensorRTProviderOptionsWithValue(trt, "user_compute_stream", stream));
     }
     if (st.IsOK()) options.AppendExecutionProvider_TensorRT_V2(*trt);
     api.ReleaseTensorRTProviderOptions(trt);
@@ -57,10 +58,10 @@ Ort::SessionOptions provider_session_options(const OrtCudaBackendConfig& config,
 
 struct OrtCudaBackend::Impl {
   OrtCudaBackendConfig config;
-  std::vector<cudaStream_t> streams;                                // one per lane
-  std::vector<std::vector<std::unique_ptr<NamedSession>>> unets;   // [lane][unet]
-  std::vector<std::unique_ptr<NamedSession>> text_encoders;         // lane 0
-  std::unique_ptr<NamedSession> vae_decoder;                        // lane 0
+  std::vector<cudaStream_t> streams;                              // one per lane
+  std::vector<std::vector<std::unique_ptr<NamedSession>>> unets;  // [lane][unet]
+  std::vector<std::unique_ptr<NamedSession>> text_encoders;       // lane 0
+  std::unique_ptr<NamedSession> vae_decoder;                      // lane 0
   Ort::MemoryInfo device_memory{nullptr};
 
   ~Impl() {
@@ -119,7 +120,9 @@ void* OrtCudaBackend::stream(int lane) {
   return impl_->streams[static_cast<size_t>(lane)];
 }
 
-int OrtCudaBackend::num_unets() const { return static_cast<int>(impl_->config.base.unet_paths.size()); }
+int OrtCudaBackend::num_unets() const {
+  return static_cast<int>(impl_->config.base.unet_paths.size());
+}
 
 int OrtCudaBackend::num_text_encoders() const {
   return static_cast<int>(impl_->text_encoders.size());
@@ -141,8 +144,8 @@ void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
     Ort::IoBinding binding(*s.session);
     auto bind = [&](const char* name, const float* p, size_t count, const int64_t* shape,
                     size_t rank) {
-      binding.BindInput(name, Ort::Value::CreateTensor<float>(mem, const_cast<float*>(p), count,
-                                                             shape, rank));
+      binding.BindInput(
+          name, Ort::Value::CreateTensor<float>(mem, const_cast<float*>(p), count, shape, rank));
     };
     bind(s.inputs[0], in.sample, sample_count, sample_shape.data(), 4);
     bind(s.inputs[1], in.timestep_device, 1, t_shape.data(), 1);
@@ -155,7 +158,7 @@ void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
            ids_shape.data(), 2);
     }
     binding.BindOutput(s.outputs[0], Ort::Value::CreateTensor<float>(mem, out, sample_count,
-                                                                    sample_shape.data(), 4));
+                                                                     sample_shape.data(), 4));
     Ort::RunOptions run_options;
     // Work stays queued on the lane's stream; the next kernel is ordered after it.
     run_options.AddConfigEntry("disable_synchronize_execution_providers", "1");
@@ -168,12 +171,12 @@ std::vector<HostTensor> OrtCudaBackend::encode_text(int encoder, const int64_t* 
                                                     int64_t batch, int64_t length) {
   W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
                  " out of range");
-  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids,
-                             batch, length);
+  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids, batch,
+                             length);
 }
 
 HostTensor OrtCudaBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
-                                         int64_t height, int64_t width) {
+                                          int64_t height, int64_t width) {
   return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
 }
 
