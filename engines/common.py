@@ -55,3 +55,24 @@ def convert_models(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return files
+
+
+def build_converted(
+    manifest: Manifest,
+    backend: str,
+    sources: dict[str, str],
+    convert: Callable[[Path, Path], None],
+    log: Callable[[str], None],
+    verb: str,
+    **facts: Any,
+) -> dict[str, Any]:
+    """Verify the sources, convert every model into ``backend/`` and record the build
+    (files, `facts`, checksums) in the manifest."""
+    manifest.verify(sorted(set(sources.values())), full=True)
+    files = convert_models(manifest, backend, sources, convert, log, verb)
+    final = manifest.root / backend
+    entry = {"files": files, **facts, "artifacts": artifacts_under(manifest.root, final)}
+    manifest.backends[backend] = entry
+    manifest.save()
+    log(f"built backend '{backend}' in {final}")
+    return entry

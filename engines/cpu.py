@@ -15,7 +15,7 @@ from typing import Any
 
 from w2sd.manifest import Manifest
 
-from .common import artifacts_under, convert_models
+from .common import build_converted
 
 BACKEND = "cpu"
 SAVED_LEVEL = "extended"
@@ -47,16 +47,12 @@ def _optimize(src: Path, dst: Path) -> None:
 def build_cpu(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write ``cpu/`` in the engine dir and record it in the manifest (atomically)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    sources = model_sources(manifest)
-    manifest.verify(sorted(set(sources.values())), full=True)
-    files = convert_models(manifest, BACKEND, sources, _optimize, log, "optimising")
-    final = manifest.root / BACKEND
-    entry = {
-        "files": files,
-        "saved_optimization_level": SAVED_LEVEL,
-        "artifacts": artifacts_under(manifest.root, final),
-    }
-    manifest.backends[BACKEND] = entry
-    manifest.save()
-    log(f"built backend '{BACKEND}' in {final}")
-    return entry
+    return build_converted(
+        manifest,
+        BACKEND,
+        model_sources(manifest),
+        _optimize,
+        log,
+        "optimising",
+        saved_optimization_level=SAVED_LEVEL,
+    )

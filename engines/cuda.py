@@ -14,7 +14,7 @@ from typing import Any
 
 from w2sd.manifest import Manifest
 
-from .common import artifacts_under, convert_models
+from .common import build_converted
 from .cpu import model_sources
 
 BACKEND = "cuda"
@@ -43,17 +43,13 @@ def convert_fp16(src: Path, dst: Path) -> None:
 def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write ``cuda/`` (fp16 models) in the engine dir and record it in the manifest."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    sources = model_sources(manifest)
-    manifest.verify(sorted(set(sources.values())), full=True)
-    files = convert_models(manifest, BACKEND, sources, convert_fp16, log, "fp16")
-    final = manifest.root / BACKEND
-    entry = {
-        "files": files,
-        "precision": "fp16",
-        "io": "float32",
-        "artifacts": artifacts_under(manifest.root, final),
-    }
-    manifest.backends[BACKEND] = entry
-    manifest.save()
-    log(f"built backend '{BACKEND}' in {final}")
-    return entry
+    return build_converted(
+        manifest,
+        BACKEND,
+        model_sources(manifest),
+        convert_fp16,
+        log,
+        "fp16",
+        precision="fp16",
+        io="float32",
+    )

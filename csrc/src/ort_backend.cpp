@@ -56,42 +56,13 @@ int OrtBackend::num_text_encoders() const { return static_cast<int>(impl_->text_
 void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
   NamedSession& s = *impl_->unets[static_cast<size_t>(unet)];
-  const std::array<int64_t, 4> sample_shape{in.batch, in.channels, in.height, in.width};
-  const std::array<int64_t, 1> t_shape{1};
-  const std::array<int64_t, 3> text_shape{in.batch, in.text_len, in.text_dim};
-  const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
-  float timestep = in.timestep;
-  const bool added = s.inputs.size() == 5;
-  W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
-                 added ? "this UNet needs text_embeds and time_ids (SDXL)"
-                       : "this UNet takes no text_embeds/time_ids");
-  const std::array<int64_t, 2> pooled_shape{in.batch, in.pooled_dim};
-  const std::array<int64_t, 2> ids_shape{in.batch, in.time_ids_dim};
+  const float timestep = in.timestep;
   ort_call("UNet", [&] {
     // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
-    std::vector<Ort::Value> inputs;
-    inputs.reserve(5);
-    inputs.push_back(Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.sample),
-                                                     sample_count, sample_shape.data(),
-                                                     sample_shape.size()));
-    inputs.push_back(
-        Ort::Value::CreateTensor<float>(impl_->cpu, &timestep, 1, t_shape.data(), t_shape.size()));
-    inputs.push_back(
-        Ort::Value::CreateTensor<float>(impl_->cpu, const_cast<float*>(in.text),
-                                        static_cast<size_t>(in.batch * in.text_len * in.text_dim),
-                                        text_shape.data(), text_shape.size()));
-    if (added) {
-      inputs.push_back(Ort::Value::CreateTensor<float>(
-          impl_->cpu, const_cast<float*>(in.text_embeds),
-          static_cast<size_t>(in.batch * in.pooled_dim), pooled_shape.data(), pooled_shape.size()));
-      inputs.push_back(Ort::Value::CreateTensor<float>(
-          impl_->cpu, const_cast<float*>(in.time_ids),
-          static_cast<size_t>(in.batch * in.time_ids_dim), ids_shape.data(), ids_shape.size()));
-    }
-    Ort::Value output = Ort::Value::CreateTensor<float>(impl_->cpu, out, sample_count,
-                                                        sample_shape.data(), sample_shape.size());
-    s.session->Run(impl_->run_options, s.inputs.data(), inputs.data(), inputs.size(),
-                   s.outputs.data(), &output, 1);
+    UnetTensors t;
+    make_unet_tensors(impl_->cpu, s, in, &timestep, out, &t);
+    s.session->Run(impl_->run_options, s.inputs.data(), t.inputs.data(), t.inputs.size(),
+                   s.outputs.data(), &t.output, 1);
     return 0;
   });
 }

@@ -77,6 +77,42 @@ inline HostTensor to_host(Ort::Value& value) {
   return t;
 }
 
+// The UNet's input tensors (3 for SD, 5 for SDXL) and its output tensor, wrapping
+// the caller's buffers in `mem` (no copies). `timestep` points at one float in
+// the same memory. The shapes live in `shapes`, which must outlive the values.
+struct UnetTensors {
+  std::array<std::array<int64_t, 4>, 5> shapes{};
+  std::vector<Ort::Value> inputs;
+  Ort::Value output{nullptr};
+};
+
+inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
+                              const UnetInputs& in, const float* timestep, float* out,
+                              UnetTensors* t) {
+  const bool added = s.inputs.size() == 5;
+  W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
+                 added ? "this UNet needs text_embeds and time_ids (SDXL)"
+                       : "this UNet takes no text_embeds/time_ids");
+  auto& sh = t->shapes;
+  sh[0] = {in.batch, in.channels, in.height, in.width};
+  sh[1] = {1, 0, 0, 0};
+  sh[2] = {in.batch, in.text_len, in.text_dim, 0};
+  sh[3] = {in.batch, in.pooled_dim, 0, 0};
+  sh[4] = {in.batch, in.time_ids_dim, 0, 0};
+  const size_t ranks[5] = {4, 1, 3, 2, 2};
+  const float* data[5] = {in.sample, timestep, in.text, in.text_embeds, in.time_ids};
+  t->inputs.clear();
+  t->inputs.reserve(5);
+  for (size_t i = 0; i < (added ? 5u : 3u); ++i) {
+    size_t count = 1;
+    for (size_t d = 0; d < ranks[i]; ++d) count *= static_cast<size_t>(sh[i][d]);
+    t->inputs.push_back(Ort::Value::CreateTensor<float>(mem, const_cast<float*>(data[i]), count,
+                                                        sh[i].data(), ranks[i]));
+  }
+  const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
+  t->output = Ort::Value::CreateTensor<float>(mem, out, sample_count, sh[0].data(), 4);
+}
+
 // Runs a one-off call with a host input and returns every output on the host
 // (text encoders, the VAE decoder: outside the loop, copies allowed).
 inline std::vector<HostTensor> run_on_host(NamedSession& s, Ort::Value& input, const char* what) {

@@ -133,32 +133,12 @@ void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
   W2SD_CHECK_ARG(in.timestep_device != nullptr, "device UNet calls need timestep_device");
   NamedSession& s = *impl_->unets[static_cast<size_t>(in.lane)][static_cast<size_t>(unet)];
-  const Ort::MemoryInfo& mem = impl_->device_memory;
-  const std::array<int64_t, 4> sample_shape{in.batch, in.channels, in.height, in.width};
-  const std::array<int64_t, 1> t_shape{1};
-  const std::array<int64_t, 3> text_shape{in.batch, in.text_len, in.text_dim};
-  const std::array<int64_t, 2> pooled_shape{in.batch, in.pooled_dim};
-  const std::array<int64_t, 2> ids_shape{in.batch, in.time_ids_dim};
-  const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
   ort_call("UNet (CUDA)", [&] {
+    UnetTensors t;
+    make_unet_tensors(impl_->device_memory, s, in, in.timestep_device, out, &t);
     Ort::IoBinding binding(*s.session);
-    auto bind = [&](const char* name, const float* p, size_t count, const int64_t* shape,
-                    size_t rank) {
-      binding.BindInput(
-          name, Ort::Value::CreateTensor<float>(mem, const_cast<float*>(p), count, shape, rank));
-    };
-    bind(s.inputs[0], in.sample, sample_count, sample_shape.data(), 4);
-    bind(s.inputs[1], in.timestep_device, 1, t_shape.data(), 1);
-    bind(s.inputs[2], in.text, static_cast<size_t>(in.batch * in.text_len * in.text_dim),
-         text_shape.data(), 3);
-    if (s.inputs.size() == 5) {
-      bind(s.inputs[3], in.text_embeds, static_cast<size_t>(in.batch * in.pooled_dim),
-           pooled_shape.data(), 2);
-      bind(s.inputs[4], in.time_ids, static_cast<size_t>(in.batch * in.time_ids_dim),
-           ids_shape.data(), 2);
-    }
-    binding.BindOutput(s.outputs[0], Ort::Value::CreateTensor<float>(mem, out, sample_count,
-                                                                     sample_shape.data(), 4));
+    for (size_t i = 0; i < t.inputs.size(); ++i) binding.BindInput(s.inputs[i], t.inputs[i]);
+    binding.BindOutput(s.outputs[0], t.output);
     Ort::RunOptions run_options;
     // Work stays queued on the lane's stream; the next kernel is ordered after it.
     run_options.AddConfigEntry("disable_synchronize_execution_providers", "1");
