@@ -72,7 +72,6 @@ def build_converted(
     files = convert_models(manifest, backend, sources, convert, log, verb)
     final = manifest.root / backend
     entry = {"files": files, **facts, "artifacts": artifacts_under(manifest.root, final)}
-    manifest.backends[backend] = entry
-    manifest.save()
+    manifest.record_build(backend, entry)
     log(f"built backend '{backend}' in {final}")
     return entry

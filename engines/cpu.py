@@ -23,11 +23,11 @@ SAVED_LEVEL = "extended"
 
 def model_sources(manifest: Manifest) -> dict[str, str]:
     """name -> exported ONNX file (relative) for every model the runtime loads."""
-    data = manifest.data
-    sources = {f"unet{i}": u["file"] for i, u in enumerate(data["unets"])}
-    for i, enc in enumerate(data["text"]["encoders"]):
-        sources[f"text_encoder{i}"] = enc["file"]
-    sources["vae_decoder"] = data["models"]["vae_decoder"]["file"]
+    spec = manifest.spec
+    sources = {f"unet{i}": u.file for i, u in enumerate(spec.unets)}
+    for i, enc in enumerate(spec.text.encoders):
+        sources[f"text_encoder{i}"] = enc.file
+    sources["vae_decoder"] = spec.models.vae_decoder.file
     return sources
 
 

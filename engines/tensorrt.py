@@ -25,25 +25,25 @@ BACKEND = "tensorrt"
 
 def profile_shapes(manifest: Manifest, max_batch: int) -> dict[str, str]:
     """trt_profile_{min,opt,max}_shapes for the UNet: 'name:AxBxC,...' strings."""
-    d = manifest.data
-    img, f, c = d["image"], d["vae_scale_factor"], d["latent_channels"]
-    text = d["text"]
-    added = d.get("unet_added_conditions")
+    spec = manifest.spec
+    img, f, c = spec.image, spec.vae_scale_factor, spec.latent_channels
+    text = spec.text
+    added = spec.unet_added_conditions
     sizes = {
-        "min": (1, img["min_size"]),
-        "opt": (2, img["default_height"]),
-        "max": (2 * max_batch, img["max_size"]),
+        "min": (1, img.min_size),
+        "opt": (2, img.default_height),
+        "max": (2 * max_batch, img.max_size),
     }
     out = {}
     for kind, (batch, px) in sizes.items():
         dims = {
             "sample": [batch, c, px // f, px // f],
             "timestep": [1],
-            "encoder_hidden_states": [batch, text["text_len"], text["text_dim"]],
+            "encoder_hidden_states": [batch, text.text_len, text.text_dim],
         }
         if added:
-            dims["text_embeds"] = [batch, added["pooled_dim"]]
-            dims["time_ids"] = [batch, added["time_ids_dim"]]
+            dims["text_embeds"] = [batch, added.pooled_dim]
+            dims["time_ids"] = [batch, added.time_ids_dim]
         out[kind] = ",".join(f"{k}:{'x'.join(map(str, v))}" for k, v in dims.items())
     return out
 
@@ -104,7 +104,6 @@ def build_tensorrt(
         },
         "artifacts": artifacts,
     }
-    manifest.backends[BACKEND] = entry
-    manifest.save()
+    manifest.record_build(BACKEND, entry)
     log(f"built backend '{BACKEND}' in {root / BACKEND}")
     return entry

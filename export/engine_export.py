@@ -1,8 +1,9 @@
 """Diffusers folders (one per role, each with an optional LoRA) -> a w2sd engine dir.
 
-Text encoder(s), tokenizer(s), VAE and scheduler come from the strong folder;
-each role's UNet from its own folder, with its LoRA fused at its scale. Roles
-whose (weights, LoRA, scale) coincide share one UNet artifact.
+VAE and scheduler come from the strong folder; each role's UNet and text
+encoder(s) from its own folder, the UNet with its LoRA fused at its scale. Roles
+whose (weights, LoRA, scale) coincide share one UNet artifact; identical text
+encoders are exported once (text_encoders.py).
 """
 
 from __future__ import annotations
@@ -20,19 +21,25 @@ import torch
 
 from w2sd import __version__
 from w2sd.engines.common import artifacts_under, replace_dir
-from w2sd.errors import InvalidArgumentError
+from w2sd.errors import ExportVerificationError, InvalidArgumentError
 from w2sd.families import Family, detect_family
 from w2sd.lora import LoraSpec, fuse_unet_lora
 from w2sd.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
-    MANIFEST_NAME,
     ROLES,
+    EngineManifest,
     sha256_file,
-    write_json_atomic,
+    write_manifest,
 )
 
 from . import onnx_export as ox
+from .text_encoders import (
+    EncoderPlan,
+    encoder_sets_meta,
+    export_text_encoders,
+    plan_text_encoders,
+)
 
 # Spec bound for one exported model vs its PyTorch module (fp32, CPU).
 EXPORT_PARITY_BOUND = 1e-4
@@ -182,23 +189,6 @@ def _check_roles_compatible(folders: dict[str, Path], family: Family) -> dict[st
     return scheduler
 
 
-def _tokenizer_json(folder: Path, dst: Path) -> dict[str, Any]:
-    """Save a CLIP tokenizer as a `tokenizers` tokenizer.json; return its facts."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        raise InvalidArgumentError(f"{folder}: no fast tokenizer could be built")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    backend.save(str(dst))
-    return {
-        "max_length": int(tok.model_max_length),
-        "pad_token_id": int(tok.pad_token_id),
-        "pad_token": str(tok.pad_token),
-    }
-
-
 def _unet_groups(
     folders: dict[str, Path], loras: dict[str, LoraSpec | None]
 ) -> tuple[list[str], dict[str, int]]:
@@ -250,6 +240,13 @@ def export_engine(opts: ExportOptions) -> Path:
     family = detect_family(model_index)
     scheduler = _check_roles_compatible(folders, family)
     firsts, role_unet = _unet_groups(folders, loras)
+    text_plan = plan_text_encoders(
+        folders,
+        family,
+        lambda folder: bool(
+            _read_json(folder / "model_index.json").get("force_zeros_for_empty_prompt", False)
+        ),
+    )
 
     weak_guidance = opts.weak_guidance
     if weak_guidance is None:
@@ -272,14 +269,14 @@ def export_engine(opts: ExportOptions) -> Path:
             folders,
             loras,
             family,
-            model_index,
             scheduler,
+            text_plan,
             firsts,
             role_unet,
             weak_guidance,
             denoiser_guidance,
         )
-        write_json_atomic(tmp / MANIFEST_NAME, manifest)
+        write_manifest(tmp, manifest)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -294,42 +291,24 @@ def _export_into(
     folders: dict[str, Path],
     loras: dict[str, LoraSpec | None],
     family: Family,
-    model_index: dict[str, Any],
     scheduler: dict[str, Any],
+    text_plan: EncoderPlan,
     firsts: list[str],
     role_unet: dict[str, int],
     weak_guidance: float,
     denoiser_guidance: float,
-) -> dict[str, Any]:
+) -> EngineManifest:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     log = opts.log
     strong = folders["strong"]
-    total = 3 + len(firsts)
-    encoders_meta: list[dict[str, Any]] = []
-    wrappers: list[ox.TextEncoderForExport] = []
-    text_len = None
-    for i, enc in enumerate(family.encoders):
-        log(f"[{i + 1}/{total}] {enc.tokenizer} and {enc.encoder} from {strong}")
-        facts = _tokenizer_json(strong / enc.tokenizer, tmp / enc.tokenizer / "tokenizer.json")
-        module = enc.model_class().from_pretrained(strong / enc.encoder).eval()
-        wrapper = ox.TextEncoderForExport(module, enc.hidden, enc.pooled)
-        text_len = facts["max_length"] if text_len is None else text_len
-        ox.export_text_encoder(wrapper, tmp / enc.encoder / "model.onnx", facts["max_length"])
-        wrappers.append(wrapper)
-        encoders_meta.append(
-            {
-                "file": f"{enc.encoder}/model.onnx",
-                "tokenizer": f"{enc.tokenizer}/tokenizer.json",
-                "outputs": list(wrapper.output_names),
-                "hidden_size": int(module.config.hidden_size),
-                **facts,
-            }
-        )
-    assert text_len is not None
-    text_dim = sum(e["hidden_size"] for e in encoders_meta)
+    n_text = len(text_plan.encoders)
+    total = n_text + 1 + len(firsts)
+    encoders_meta, wrappers = export_text_encoders(text_plan, tmp, log, 1, total)
+    text_len = int(encoders_meta[0]["max_length"])
+    text_dim = sum(encoders_meta[i]["hidden_size"] for i in text_plan.sets[0][0])
 
-    log(f"[{len(family.encoders) + 1}/{total}] VAE decoder from {strong}")
+    log(f"[{n_text + 1}/{total}] VAE decoder from {strong}")
     vae = AutoencoderKL.from_pretrained(strong / "vae").eval()
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     ox.export_vae_decoder(vae, tmp / "vae_decoder" / "model.onnx", latent_hw=8)
@@ -342,7 +321,7 @@ def _export_into(
         lora = loras[first]
         what = f" + LoRA {lora.path.name} at {lora.scale:+g}" if lora else ""
         log(
-            f"[{len(family.encoders) + 2 + idx}/{total}] UNet {idx} ({', '.join(roles_here)}) "
+            f"[{n_text + 2 + idx}/{total}] UNet {idx} ({', '.join(roles_here)}) "
             f"from {folders[first]}{what}"
         )
         unet = UNet2DConditionModel.from_pretrained(folders[first] / "unet").eval()
@@ -400,7 +379,7 @@ def _export_into(
         for name, diff in checks.items():
             log(f"      {name}: max|onnx - torch| / max|torch| = {diff:.2e}")
             if diff > EXPORT_PARITY_BOUND:
-                raise RuntimeError(
+                raise ExportVerificationError(
                     f"exported {name} differs from PyTorch by {diff:.2e} of "
                     f"max|ref| (bound {EXPORT_PARITY_BOUND})"
                 )
@@ -411,56 +390,63 @@ def _export_into(
         "weak": weak_guidance,
         "denoiser": denoiser_guidance,
     }
-    return {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "created_by": f"w2sd {__version__}",
-        "family": family.name,
-        "sources": {r: str(p) for r, p in folders.items()},
-        "scheduler": scheduler,
-        "latent_channels": int(vae.config.latent_channels),
-        "vae_scale_factor": int(vae_scale),
-        "vae_scaling_factor": float(vae.config.scaling_factor),
-        "image": {
-            "default_height": default_size,
-            "default_width": default_size,
-            "min_size": int(min_size),
-            "max_size": int(max_size),
-            "size_multiple": int(size_multiple),
-        },
-        "text": {
-            "encoders": encoders_meta,
-            "text_len": int(text_len),
-            "text_dim": int(text_dim),
-            "force_zeros_for_empty_prompt": bool(
-                model_index.get("force_zeros_for_empty_prompt", False)
-            ),
-        },
-        "unet_added_conditions": None
-        if added is None
-        else {
-            "pooled_dim": added[0],
-            "time_ids_dim": added[1],
-        },
-        "unets": unets_meta,
-        "roles": {r: {"unet": role_unet[r], "guidance": float(guidance[r])} for r in ROLES},
-        "defaults": {
-            "num_inference_steps": int(opts.num_inference_steps),
-            "reflection_steps": int(opts.reflection_steps),
-            "inversion": opts.inversion,
-        },
-        "models": {
-            "unet": {"inputs": list(unet_inputs), "outputs": list(ox.UNET_OUTPUTS)},
-            "vae_decoder": {
-                "file": "vae_decoder/model.onnx",
-                "inputs": list(ox.VAE_INPUTS),
-                "outputs": list(ox.VAE_OUTPUTS),
+    return EngineManifest.model_validate(
+        {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "created_by": f"w2sd {__version__}",
+            "family": family.name,
+            "sources": {r: str(p) for r, p in folders.items()},
+            "scheduler": scheduler,
+            "latent_channels": int(vae.config.latent_channels),
+            "vae_scale_factor": int(vae_scale),
+            "vae_scaling_factor": float(vae.config.scaling_factor),
+            "image": {
+                "default_height": default_size,
+                "default_width": default_size,
+                "min_size": int(min_size),
+                "max_size": int(max_size),
+                "size_multiple": int(size_multiple),
             },
-        },
-        "export_checks": checks,
-        "artifacts": artifacts,
-        "backends": {},
-    }
+            "text": {
+                "encoders": encoders_meta,
+                "encoder_sets": encoder_sets_meta(text_plan),
+                "text_len": text_len,
+                "text_dim": int(text_dim),
+            },
+            "unet_added_conditions": None
+            if added is None
+            else {
+                "pooled_dim": added[0],
+                "time_ids_dim": added[1],
+            },
+            "unets": unets_meta,
+            "roles": {
+                r: {
+                    "unet": role_unet[r],
+                    "text": text_plan.role_set[r],
+                    "guidance": float(guidance[r]),
+                }
+                for r in ROLES
+            },
+            "defaults": {
+                "num_inference_steps": int(opts.num_inference_steps),
+                "reflection_steps": int(opts.reflection_steps),
+                "inversion": opts.inversion,
+            },
+            "models": {
+                "unet": {"inputs": list(unet_inputs), "outputs": list(ox.UNET_OUTPUTS)},
+                "vae_decoder": {
+                    "file": "vae_decoder/model.onnx",
+                    "inputs": list(ox.VAE_INPUTS),
+                    "outputs": list(ox.VAE_OUTPUTS),
+                },
+            },
+            "export_checks": checks,
+            "artifacts": artifacts,
+            "backends": {},
+        }
+    )
 
 
 def _verify_exports(

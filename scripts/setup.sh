@@ -8,6 +8,7 @@
 #   W2SD_TORCH_SPEC   torch requirement (default: torch==2.13.0, the CPU build)
 #   ORT_INCLUDE_DIR   use these ONNX Runtime headers instead of fetching them
 #   W2SD_CUDA         1: build the CUDA kernels/backend, 0: don't, auto (default): if nvcc is found
+#   W2SD_ORT          ONNX Runtime flavour, an extra of the package: cpu (default) or gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -44,13 +45,16 @@ if [ "$cuda" = 1 ]; then
   "$venv/bin/python" -c "import nvidia.cu13" 2>/dev/null || "${pip[@]}" nvidia-cuda-cuobjdump
 fi
 
-# Reinstall only when a source file or the CUDA choice changed since the last install.
+ort=${W2SD_ORT:-cpu}
+case "$ort" in cpu | gpu) ;; *) log "W2SD_ORT must be cpu or gpu, got '$ort'"; exit 2 ;; esac
+# Reinstall only when a source file, the CUDA choice or the flavour changed since the last install.
 stamp=$venv/.w2sd-installed
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "cuda=$cuda" ] \
+want="cuda=$cuda ort=$ort"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
     || [ -n "$(find csrc python export engines CMakeLists.txt pyproject.toml \
     -newer "$stamp" -type f 2>/dev/null | head -n 1)" ]; then
-  log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda) into $venv"
-  "${pip[@]}" "${build_args[@]}" ".[test]"
-  echo "cuda=$cuda" >"$stamp"
+  log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda, ONNX Runtime: $ort) into $venv"
+  "${pip[@]}" "${build_args[@]}" ".[$ort,test,lint]"
+  echo "$want" >"$stamp"
 fi
 log "ready: $venv/bin/w2sd"

@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv=${W2SD_VENV:-.venv}
 # A CUDA build must contain device code for every architecture: make that test strict.
-if [ "$(cat "$venv/.w2sd-installed" 2>/dev/null)" = "cuda=1" ]; then export W2SD_EXPECT_CUDA=1; fi
+case "$(cat "$venv/.w2sd-installed" 2>/dev/null)" in cuda=1*) export W2SD_EXPECT_CUDA=1 ;; esac
 exec "${W2SD_VENV:-.venv}/bin/python" -m pytest "$@"

@@ -60,7 +60,8 @@ def assert_images_match(actual: np.ndarray, reference: np.ndarray) -> float:
     return equal
 
 
-def _has_cuda_device() -> bool:
+def has_cuda_device() -> bool:
+    """nvidia-smi lists a GPU (independent of this build and of ONNX Runtime)."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return False
@@ -72,7 +73,7 @@ def _has_cuda_device() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _has_cuda_device():
+    if has_cuda_device():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none on this machine)")
     for item in items:
@@ -81,18 +82,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 FAMILY_BUILDERS = {
-    "sd1": lambda root, seed: _tiny("sd", root, seed, "sd1"),
-    "sd2": lambda root, seed: _tiny("sd", root, seed, "sd2"),
-    "sdxl": lambda root, seed: _tiny("sdxl", root, seed, None),
+    "sd1": lambda root, seed, text: _tiny("sd", root, seed, "sd1", text),
+    "sd2": lambda root, seed, text: _tiny("sd", root, seed, "sd2", text),
+    "sdxl": lambda root, seed, text: _tiny("sdxl", root, seed, None, text),
 }
 
 
-def _tiny(kind: str, root: Path, seed: int, variant: str | None) -> Path:
+def _tiny(kind: str, root: Path, seed: int, variant: str | None, text_seed: int | None) -> Path:
     from w2sd.tiny_models import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
 
+    suffix = "" if text_seed is None else f"-text{text_seed}"
     if kind == "sdxl":
-        return build_tiny_sdxl_pipeline(root / f"sdxl-{seed}", unet_seed=seed)
-    return build_tiny_sd_pipeline(root / f"{variant}-{seed}", unet_seed=seed, variant=variant)
+        return build_tiny_sdxl_pipeline(
+            root / f"sdxl-{seed}{suffix}", unet_seed=seed, text_seed=text_seed
+        )
+    return build_tiny_sd_pipeline(
+        root / f"{variant}-{seed}{suffix}", unet_seed=seed, variant=variant, text_seed=text_seed
+    )
 
 
 class ModelZoo:
@@ -103,8 +109,10 @@ class ModelZoo:
         self._engines: dict[str, Path] = {}
         self._references: dict[str, object] = {}
 
-    def pipeline(self, family: str, seed: int) -> Path:
-        return FAMILY_BUILDERS[family](self.root / "models", seed)
+    def pipeline(self, family: str, seed: int, text_seed: int | None = None) -> Path:
+        """A tiny pipeline; `text_seed` gives it text encoders of its own (a fine-tune that
+        ships its own CLIP weights), otherwise they equal every other pipeline's."""
+        return FAMILY_BUILDERS[family](self.root / "models", seed, text_seed)
 
     def lora(self, family: str, fmt: str = "diffusers") -> Path:
         from w2sd.tiny_models import make_tiny_lora

@@ -92,3 +92,40 @@ def test_sample_error_is_one_clear_line(engine_dir, tmp_path):  # type: ignore[n
 def test_bad_reflection_argument_is_a_usage_error(engine_dir):  # type: ignore[no-untyped-def]
     proc = w2sd("sample", str(engine_dir), "a cat", "--reflection-steps", "a,b", check=False)
     assert proc.returncode == 2 and "comma-separated list of ints" in proc.stderr
+
+
+def test_info_backends_says_why(engine_dir):  # type: ignore[no-untyped-def]
+    """`w2sd info --backends` lists every backend with why it is (not) available."""
+    from w2sd import backend_status
+
+    lines = w2sd("info", "--backends").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["cpu", "cuda", "tensorrt"]
+    for status, line in zip(backend_status(), lines, strict=True):
+        if status.available:
+            assert line.endswith("available")
+        else:
+            assert f"not available: {status.reason}" in line
+    out = w2sd("info", str(engine_dir)).stdout
+    assert '"built_backends"' in out
+
+
+def test_bench_refuses_a_backend_it_cannot_run(tmp_path):  # type: ignore[no-untyped-def]
+    """--backend is passed through: an unavailable one is a clear error, not a CPU run."""
+    from w2sd import available_backends
+
+    missing = [b for b in ("cuda", "tensorrt") if b not in available_backends()]
+    if not missing:
+        pytest.skip("every backend is available here")
+    proc = w2sd(
+        "bench",
+        "--workload",
+        "tiny",
+        "--backend",
+        missing[0],
+        "--cache-dir",
+        str(tmp_path),
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"backend '{missing[0]}' is not available on this machine" in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing was built or run

@@ -17,6 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 import w2sd
+from conftest import has_cuda_device
 from w2sd import BackendError, W2SDRuntime, _core
 
 ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
@@ -79,18 +80,35 @@ def test_extension_has_device_code_for_every_architecture():  # type: ignore[no-
         assert arch in out, f"no {arch} cubin in {_core.__file__}:\n{out}"
 
 
-def test_cuda_import_without_device_is_harmless():  # type: ignore[no-untyped-def]
-    assert _core.cuda_device_count() >= 0
-    if _core.cuda_device_count() == 0:
-        assert w2sd.available_backends() == ["cpu"]
+def test_gpu_backends_match_the_machine():  # type: ignore[no-untyped-def]
+    """With a CUDA device visible, the GPU backends must be available (a missing one fails
+    here, with its reason, rather than skipping); without one, they are not, and each
+    says why."""
+    status = {s.name: s for s in w2sd.backend_status()}
+    assert status["cpu"].available and status["cpu"].reason == ""
+    if has_cuda_device():
+        for backend in ("cuda", "tensorrt"):
+            assert status[backend].available, (
+                f"a CUDA device is visible but backend {backend!r} is not available: "
+                f"{status[backend].reason}"
+            )
+        return
+    assert _core.cuda_device_count() == 0
+    assert w2sd.available_backends() == ["cpu"]
+    for backend in ("cuda", "tensorrt"):
+        assert not status[backend].available
+        expected = "no CUDA device" if _core.cuda_compiled() else "no CUDA support"
+        assert expected in status[backend].reason
 
 
 @pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
 def test_unavailable_gpu_backend_is_a_clear_error(engine_dir, backend):  # type: ignore[no-untyped-def]
     if backend in w2sd.available_backends():
         pytest.skip(f"{backend} is available here")
-    with pytest.raises(BackendError, match=f"backend '{backend}' is not available"):
+    reason = {s.name: s.reason for s in w2sd.backend_status()}[backend]
+    with pytest.raises(BackendError, match=f"backend '{backend}' is not available") as e:
         W2SDRuntime(engine_dir, backend=backend)
+    assert reason and reason in str(e.value)
 
 
 def test_build_cuda_writes_fp16_models_with_float32_io(engine_copy):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from w2sd import (
     InvalidArgumentError,
     W2SDRuntime,
     available_backends,
+    backend_status,
 )
 
 
@@ -47,7 +48,15 @@ def test_corrupt_manifest_json(engine_copy):  # type: ignore[no-untyped-def]
         (lambda m: m.update(format="other"), "not a w2sd engine manifest"),
         (lambda m: m["roles"]["weak"].update(unet=7), "roles.weak.unet"),
         (lambda m: m["scheduler"].update(alphas_cumprod=[0.5]), "alphas_cumprod"),
-        (lambda m: m.update(unets="x"), "'unets' should be list"),
+        (lambda m: m.update(unets="x"), "field 'unets': Input should be a valid list"),
+        (lambda m: m["roles"]["strong"].update(text=3), "roles.strong.text=3"),
+        (lambda m: m["text"].pop("encoder_sets"), "missing field 'text.encoder_sets'"),
+        (
+            lambda m: m["text"]["encoder_sets"][0].update(encoders=[5]),
+            r"encoder set \[5\] does not index encoders",
+        ),
+        (lambda m: m["scheduler"].update(prediction_type="sample"), "scheduler.prediction_type"),
+        (lambda m: m["image"].update(min_size="16"), "image.min_size"),
     ],
 )
 def test_corrupt_manifest_fields(engine_copy, mutate, message):  # type: ignore[no-untyped-def]
@@ -104,9 +113,14 @@ def test_unknown_backend_for_build(engine_dir):  # type: ignore[no-untyped-def]
 
 
 def test_missing_ort_library(engine_dir, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    """The reason a backend is missing survives: the library that is not there."""
     monkeypatch.setenv("W2SD_ORT_LIBRARY", str(tmp_path / "libonnxruntime.so.404"))
-    with pytest.raises(BackendError, match="not available"):
+    with pytest.raises(BackendError, match="not available.*libonnxruntime.so.404: no such file"):
         W2SDRuntime(engine_dir)
+    assert available_backends() == []
+    status = backend_status()
+    assert [s.name for s in status] == ["cpu", "cuda", "tensorrt"]
+    assert all("libonnxruntime.so.404: no such file" in s.reason for s in status)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +135,7 @@ def test_missing_ort_library(engine_dir, monkeypatch, tmp_path):  # type: ignore
         ),
         (dict(num_inference_steps=10, reflection_steps=-1), "reflection_steps must be in"),
         (dict(num_inference_steps=10, reflection_steps=[9]), "outside"),
-        (dict(num_inference_steps=10, reflection_steps=[1, 1]), "repeated"),
+        (dict(num_inference_steps=10, reflection_steps=[1, 1]), "listed twice"),
         (dict(reflection_steps="3"), "int or a list"),
         (dict(inversion="textbook"), "inversion: unknown mode 'textbook'"),
         (dict(height=60), "height=60 must be a multiple of 16"),

@@ -50,7 +50,7 @@ def test_text_encoder_onnx_matches_torch(engine_dir, tiny_pair):  # type: ignore
     ids = torch.randint(
         0, te.config.vocab_size, (3, 77), generator=torch.Generator().manual_seed(1)
     )
-    for rel in ("text_encoder/model.onnx", "cpu/text_encoder0/model.onnx"):
+    for rel in ("text_encoder0/model.onnx", "cpu/text_encoder0/model.onnx"):
         got = _onnx_run(engine_dir / rel, {"input_ids": ids})
         assert (
             relative_diff(
@@ -92,7 +92,7 @@ def test_tokenizer_json_matches_pipeline_tokenizer(engine_dir, tiny_pair):  # ty
 
 def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
     m = json.loads((engine_dir / "manifest.json").read_text())
-    assert m["format"] == "w2sd-engine" and m["version"] == 1
+    assert m["format"] == "w2sd-engine" and m["version"] == 2
     assert len(m["unets"]) == 2
     assert m["roles"]["strong"]["unet"] == m["roles"]["denoiser"]["unet"] == 0
     assert m["roles"]["weak"]["unet"] == 1
@@ -100,7 +100,7 @@ def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
     assert m["scheduler"]["prediction_type"] == "epsilon"
     assert m["vae_scale_factor"] == 8 and m["latent_channels"] == 4
     # Weights live in external data files next to each model, with checksums.
-    for rel in ("unet0/model.onnx", "unet0/model.onnx.data", "text_encoder/model.onnx.data"):
+    for rel in ("unet0/model.onnx", "unet0/model.onnx.data", "text_encoder0/model.onnx.data"):
         assert rel in m["artifacts"] and len(m["artifacts"][rel]["sha256"]) == 64
     assert all(v <= 1e-4 for v in m["export_checks"].values())
     assert "cpu" in m["backends"]
@@ -150,3 +150,29 @@ def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: igno
             )
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_export_parity_failure_is_a_w2sd_error(tiny_pair, tmp_path, monkeypatch, capsys):  # type: ignore[no-untyped-def]
+    """An export that does not reproduce its module is an ExportVerificationError; the CLI
+    prints one line and exits 2, and no engine dir is left behind."""
+    from w2sd import ExportVerificationError
+    from w2sd.cli import main
+    from w2sd.export import engine_export
+
+    monkeypatch.setattr(engine_export.ox, "check_against_torch", lambda *a, **k: 3e-2)
+    out = tmp_path / "bad"
+    with pytest.raises(ExportVerificationError, match=r"differs from PyTorch by 3.00e-02"):
+        engine_export.export_engine(
+            engine_export.ExportOptions(
+                strong=tiny_pair[0], weak=tiny_pair[1], out=out, log=lambda m: None
+            )
+        )
+    assert not out.exists()
+    capsys.readouterr()
+    code = main(
+        ["export", "--strong", str(tiny_pair[0]), "--weak", str(tiny_pair[1]), "--out", str(out)]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("w2sd export: error: exported ")
+    assert not out.exists()

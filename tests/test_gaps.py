@@ -32,6 +32,18 @@ def _weight_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
     return engine, zoo.reference(f"{family}-weight", **folders)
 
 
+def _own_text_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
+    """Weight gap between fine-tunes that ship their own text encoders: each role's
+    pipeline has different UNet *and* text encoder weights."""
+    folders = dict(
+        strong=zoo.pipeline(family, 1),
+        weak=zoo.pipeline(family, 2, text_seed=11),
+        denoiser=zoo.pipeline(family, 3, text_seed=21),
+    )
+    engine = zoo.engine(f"{family}-own-text", **folders)
+    return engine, zoo.reference(f"{family}-own-text", **folders)
+
+
 def _lora_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
     """One base UNet, one LoRA at +1.5 (strong), -1.5 (weak), 0.8 (denoiser): the authors'."""
     base = zoo.pipeline(family, 1)
@@ -55,6 +67,11 @@ def _condition_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
 GAPS = {
     # name: (engine+reference builder, sample-time settings)
     "weight": (_weight_gap, dict(weak_guidance=7.5)),
+    "weight-own-text": (_own_text_gap, dict(weak_guidance=7.5)),
+    "weight-own-text+condition": (
+        _own_text_gap,
+        dict(weak_guidance=1.0, strong_prompt=REFINED, weak_negative_prompt="blurry, low quality"),
+    ),
     "lora": (_lora_gap, dict(weak_guidance=7.5)),
     "condition": (
         _condition_gap,
@@ -140,6 +157,39 @@ def test_lora_gap_has_one_artifact_per_scale(zoo, family):  # type: ignore[no-un
     assert W2SDRuntime(engine).num_unet_sessions == 3
 
 
+ENCODERS_PER_SET = {"sd1": 1, "sd2": 1, "sdxl": 2}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_role_has_its_own_text_encoders(zoo, family):  # type: ignore[no-untyped-def]
+    """Three pipelines with their own text encoders: three encoder sets, each encoder
+    exported, stored and loaded once; identical encoders (the plain weight gap, whose
+    pipelines share text weights) collapse to one set."""
+    per_set = ENCODERS_PER_SET[family]
+    engine, _ = _own_text_gap(zoo, family)
+    m = json.loads((engine / "manifest.json").read_text())
+    assert [m["roles"][r]["text"] for r in ("strong", "weak", "denoiser")] == [0, 1, 2]
+    assert len(m["text"]["encoders"]) == 3 * per_set
+    sets = [s["encoders"] for s in m["text"]["encoder_sets"]]
+    assert sorted(i for s in sets for i in s) == list(range(3 * per_set))
+    assert W2SDRuntime(engine).num_text_encoder_sessions == 3 * per_set
+
+    shared, _ = _weight_gap(zoo, family)
+    m = json.loads((shared / "manifest.json").read_text())
+    assert len(m["text"]["encoder_sets"]) == 1 and len(m["text"]["encoders"]) == per_set
+    assert {m["roles"][r]["text"] for r in ("strong", "weak", "denoiser")} == {0}
+    assert W2SDRuntime(shared).num_text_encoder_sessions == per_set
+
+
+def test_own_text_encoders_change_the_result(zoo):  # type: ignore[no-untyped-def]
+    """The weak role is encoded by its own pipeline's encoder, not the strong one's."""
+    own, _ = _own_text_gap(zoo, "sd1")
+    rt = W2SDRuntime(own)
+    strong_h, _ = rt.encode([PROMPT], role="strong")
+    weak_h, _ = rt.encode([PROMPT], role="weak")
+    assert np.abs(strong_h - weak_h).max() > 1e-2
+
+
 def test_per_role_prompt_changes_the_result(zoo):  # type: ignore[no-untyped-def]
     engine, _ = _condition_gap(zoo, "sd1")
     rt = W2SDRuntime(engine)
@@ -153,7 +203,7 @@ def test_sdxl_empty_negative_uses_zeros(zoo):  # type: ignore[no-untyped-def]
     """force_zeros_for_empty_prompt: no negative -> zero embeddings, unlike negative=""."""
     engine, _ = _condition_gap(zoo, "sdxl")
     m = json.loads((engine / "manifest.json").read_text())
-    assert m["text"]["force_zeros_for_empty_prompt"] is True
+    assert [s["force_zeros_for_empty_prompt"] for s in m["text"]["encoder_sets"]] == [True]
     assert m["unet_added_conditions"] == {"pooled_dim": 32, "time_ids_dim": 6}
     rt = W2SDRuntime(engine)
     x = initial_latents(1, (1, 4, 8, 8))

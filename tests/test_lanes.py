@@ -93,10 +93,50 @@ def test_failure_in_one_lane_does_not_touch_the_others(runtime):  # type: ignore
 def test_bad_requests(runtime):  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidArgumentError, match="lanes must be a positive int"):
         runtime.sample_many(_requests(1), lanes=0)
-    with pytest.raises(InvalidArgumentError, match=r"requests\[0\] must be a dict"):
+    with pytest.raises(InvalidArgumentError, match=r"requests\[0\]: prompt must be a str"):
         runtime.sample_many([{"seed": 1}])
+    with pytest.raises(InvalidArgumentError, match=r"requests\[0\] must be a SampleRequest"):
+        runtime.sample_many(["a cat"])
+    with pytest.raises(InvalidArgumentError, match=r"requests\[0\]: unknown sample argument") as e:
+        runtime.sample_many([{"prompt": "x", "stepz": 3}])
+    assert e.value.param == "stepz"
     out = runtime.sample_many(
         [_requests(1)[0], {"prompt": "x", "num_inference_steps": 0}], return_exceptions=True
     )
     assert isinstance(out[0], np.ndarray)
     assert isinstance(out[1], InvalidArgumentError)
+    assert out[1].param == "num_inference_steps"
+
+
+class _CallbackFailure(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_callback_errors_keep_their_class_under_sample_many(runtime, lanes):  # type: ignore[no-untyped-def]
+    """A callback's own exception, and a cancellation, come back from sample_many as the
+    same exception classes that sample() raises (one translation, in the binding)."""
+
+    def raises(done: int, total: int) -> bool:
+        if done == 2:
+            raise _CallbackFailure("from the callback")
+        return True
+
+    def cancels(done: int, total: int) -> bool:
+        return done < 3
+
+    base = {"prompt": "a cat", "seed": 1, "num_inference_steps": 6, "reflection_steps": 2}
+    with pytest.raises(_CallbackFailure, match="from the callback"):
+        runtime.sample(**base, callback=raises)
+    with pytest.raises(CancelledError, match="after step 3"):
+        runtime.sample(**base, callback=cancels)
+    out = runtime.sample_many(
+        [{**base, "callback": raises}, {**base, "callback": cancels}, base],
+        lanes=lanes,
+        return_exceptions=True,
+    )
+    assert type(out[0]) is _CallbackFailure and str(out[0]) == "from the callback"
+    assert type(out[1]) is CancelledError
+    assert not isinstance(out[2], Exception)
+    with pytest.raises(_CallbackFailure):
+        runtime.sample_many([base, {**base, "callback": raises}], lanes=lanes)

@@ -8,16 +8,14 @@
 
 #include <map>
 
+#include "w2sd/backend_factory.h"
 #include "w2sd/ddim_math.h"
 #include "w2sd/engine.h"
-#include "w2sd/ort_api.h"
-#include "w2sd/ort_backend.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
 #ifdef W2SD_WITH_CUDA
 #include "w2sd/cuda/kernels.h"
-#include "w2sd/ort_cuda_backend.h"
 #endif
 
 namespace py = pybind11;
@@ -42,6 +40,24 @@ const char* error_class(ErrorCode code) {
       return "W2SDError";
   }
   return "W2SDError";
+}
+
+// The one translation of C++ failures into Python exceptions, used by pybind's
+// translator (raised errors) and by run_many (errors returned per request). A
+// Python exception that crossed the core (raised by a progress callback) comes
+// back as itself.
+py::object python_error(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (py::error_already_set& e) {
+    return e.value();
+  } catch (const W2sdError& e) {
+    return py::module_::import("w2sd.errors").attr(error_class(e.code()))(e.what());
+  } catch (const std::exception& e) {
+    return py::module_::import("w2sd.errors").attr("W2SDError")(e.what());
+  } catch (...) {
+    return py::module_::import("w2sd.errors").attr("W2SDError")("unknown C++ exception");
+  }
 }
 
 py::array_t<float> to_numpy(HostTensor&& t) {
@@ -81,41 +97,25 @@ std::unique_ptr<Engine> make_ort_engine(
     const std::string& prediction_type, int intra_op_threads, int graph_optimization_level,
     const std::string& provider, int device_id, int lanes,
     const std::map<std::string, std::string>& provider_options) {
-  SchedulerConfig sc = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
-                                             steps_offset, timestep_spacing, prediction_type);
-  OrtBackendConfig bc;
-  bc.library_path = library_path;
-  bc.unet_paths = unet_paths;
-  bc.unet_names.inputs = unet_inputs;
-  bc.text_encoder_paths = text_encoder_paths;
+  EngineConfig config;
+  config.provider = provider;
+  config.scheduler = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
+                                           steps_offset, timestep_spacing, prediction_type);
+  config.models.library_path = library_path;
+  config.models.unet_paths = unet_paths;
+  config.models.unet_names.inputs = unet_inputs;
+  config.models.text_encoder_paths = text_encoder_paths;
   for (const auto& outputs : text_encoder_outputs) {
-    bc.text_encoder_names.push_back(OrtModelNames{{"input_ids"}, outputs});
+    config.models.text_encoder_names.push_back(OrtModelNames{{"input_ids"}, outputs});
   }
-  bc.vae_decoder_path = vae_decoder_path;
-  bc.intra_op_threads = intra_op_threads;
-  bc.graph_optimization_level = graph_optimization_level;
-  std::unique_ptr<InferenceBackend> backend;
+  config.models.vae_decoder_path = vae_decoder_path;
+  config.models.intra_op_threads = intra_op_threads;
+  config.models.graph_optimization_level = graph_optimization_level;
+  config.device_id = device_id;
+  config.lanes = lanes;
+  config.provider_options.assign(provider_options.begin(), provider_options.end());
   py::gil_scoped_release release;  // session creation loads weights
-  if (provider == "cpu") {
-    backend = std::make_unique<OrtBackend>(bc);
-  } else {
-#ifdef W2SD_WITH_CUDA
-    OrtCudaBackendConfig cc;
-    cc.base = bc;
-    cc.provider = provider;
-    cc.device_id = device_id;
-    cc.lanes = lanes;
-    cc.provider_options.assign(provider_options.begin(), provider_options.end());
-    backend = std::make_unique<OrtCudaBackend>(cc);
-#else
-    (void)device_id;
-    (void)lanes;
-    (void)provider_options;
-    detail::throw_error(ErrorCode::kBackend, "provider '", provider,
-                        "' needs a build of w2sd with CUDA (W2SD_WITH_CUDA=ON)");
-#endif
-  }
-  return std::make_unique<Engine>(std::move(backend), std::move(sc));
+  return make_engine(config);
 }
 
 InversionMode parse_inversion(const std::string& name) {
@@ -195,7 +195,6 @@ py::dict stats_dict(const LoopStats& stats) {
   s["loop_s"] = stats.loop_seconds;
   s["unet_s"] = stats.unet_seconds;
   s["lane"] = stats.lane;
-  s["host_copies_in_loop"] = stats.host_copies_in_loop;
   return s;
 }
 
@@ -223,7 +222,8 @@ py::tuple run_loop(Engine& engine, FloatArray latents, int64_t num_inference_ste
 
 // requests: list of dicts with keys latents, num_inference_steps, reflection,
 // inversion, roles, progress. Returns one dict per request: ok, latents or
-// (error_class, error), lane, start_seq, end_seq and the loop stats.
+// error (the exception object sample() would raise), lane, start_seq, end_seq
+// and the loop stats.
 py::list run_many(Engine& engine, py::list requests, int lanes) {
   std::vector<FloatArray> keep_alive;
   std::vector<LoopRequest> reqs;
@@ -258,8 +258,7 @@ py::list run_many(Engine& engine, py::list requests, int lanes) {
     if (r.ok) {
       d["latents"] = latents_array(reqs[j].shape, xs[j]);
     } else {
-      d["error_class"] = error_class(r.code);
-      d["error"] = r.error;
+      d["error"] = python_error(r.exception);
     }
     out.append(d);
   }
@@ -274,9 +273,9 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const W2sdError& e) {
-      py::object cls = py::module_::import("w2sd.errors").attr(error_class(e.code()));
-      PyErr_SetString(cls.ptr(), e.what());
+    } catch (const W2sdError&) {
+      py::object error = python_error(std::current_exception());
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
     }
   });
 
@@ -341,8 +340,31 @@ PYBIND11_MODULE(_core, m) {
       "CUDA devices visible to this build (0 without CUDA support, driver or device).");
 
   m.def(
-      "available_providers", [] { return Ort::GetAvailableProviders(); },
-      "ONNX Runtime execution providers of the loaded library (load_ort_library first).");
+      "backend_availability",
+      [](const std::string& backend) {
+        const BackendAvailability a = backend_availability(backend);
+        return py::make_tuple(a.available, a.reason);
+      },
+      py::arg("backend"),
+      "(available, reason) for backend 'cpu', 'cuda' or 'tensorrt' (load_ort_library first).");
+
+  m.def(
+      "reflection_window",
+      [](int64_t num_inference_steps, const py::object& reflection) {
+        const ReflectionSchedule s =
+            py::isinstance<py::int_>(reflection)
+                ? ReflectionSchedule::first_steps(num_inference_steps, reflection.cast<int64_t>())
+                : ReflectionSchedule::from_indices(num_inference_steps,
+                                                   reflection.cast<std::vector<int64_t>>());
+        std::vector<int64_t> steps;
+        for (int64_t i = 0; i < s.num_steps(); ++i) {
+          if (s.reflects(i)) steps.push_back(i);
+        }
+        return steps;
+      },
+      py::arg("num_inference_steps"), py::arg("reflection"),
+      "The step indices that reflect, for lambda (an int) or an explicit index list; raises "
+      "InvalidArgumentError for a window the loop cannot run.");
 
   m.def(
       "guided_ddim_update",

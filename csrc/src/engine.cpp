@@ -1,56 +1,25 @@
 #include "w2sd/engine.h"
 
-#include <chrono>
-
 #include "w2sd/status.h"
-#ifdef W2SD_WITH_CUDA
-#include "w2sd/cuda/device_loop.h"
-#endif
 
 namespace w2sd {
-namespace {
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-}  // namespace
 
-Engine::Engine(std::unique_ptr<InferenceBackend> backend, SchedulerConfig scheduler)
-    : backend_(std::move(backend)), scheduler_(std::move(scheduler)) {
+Engine::Engine(std::unique_ptr<InferenceBackend> backend, std::unique_ptr<LoopExecutor> executor,
+               SchedulerConfig scheduler)
+    : backend_(std::move(backend)),
+      executor_(std::move(executor)),
+      scheduler_(std::move(scheduler)) {
   W2SD_CHECK_ARG(backend_ != nullptr, "backend must not be null");
+  W2SD_CHECK_ARG(executor_ != nullptr, "loop executor must not be null");
 }
 
 LoopStats Engine::run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress,
                            int lane) {
   W2SD_CHECK_ARG(lane >= 0 && lane < backend_->num_lanes(), "lane ", lane, " out of range");
   const DdimSchedule schedule(scheduler_, request.num_inference_steps);
-  const ReflectionSchedule reflection =
-      request.use_indices
-          ? ReflectionSchedule::from_indices(request.num_inference_steps,
-                                             request.reflection_indices)
-          : ReflectionSchedule::first_steps(request.num_inference_steps, request.reflection_steps);
-  if (backend_->memory() == MemoryKind::kCudaDevice) {
-#ifdef W2SD_WITH_CUDA
-    return cuda::run_loop_on_device(*backend_, schedule, reflection, request, latents, progress,
-                                    lane);
-#else
-    detail::throw_error(ErrorCode::kBackend, "this build of w2sd has no CUDA support");
-#endif
-  }
-  GuidedModel model(*backend_, request.shape, request.cond_shape, request.roles,
-                    scheduler_.prediction_type, lane);
-  std::vector<float> x_strong(static_cast<size_t>(request.shape.count()));
-  LoopStats stats;
-  const auto start = Clock::now();
-  const GuidedStepFn step = [&](Role role, const float* x, int64_t t, const DdimCoeffs& c,
-                                float* out) { model.step(role, x, t, c, out); };
-  run_reflection_loop(schedule, reflection, request.inversion, step, latents, x_strong.data(),
-                      progress);
-  stats.loop_seconds = seconds_since(start);
-  stats.unet_calls = model.unet_calls();
-  stats.unet_seconds = model.unet_seconds();
-  stats.lane = lane;
-  return stats;
+  const ReflectionSchedule reflection = reflection_schedule(request);
+  check_conditioning(request, *backend_);
+  return executor_->run(*backend_, schedule, reflection, request, latents, progress, lane);
 }
 
 std::vector<LaneJobResult> Engine::run_many(const std::vector<LoopRequest>& requests,

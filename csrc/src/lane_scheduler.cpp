@@ -34,12 +34,15 @@ std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
       } catch (const W2sdError& e) {
         r.code = e.code();
         r.error = e.what();
+        r.exception = std::current_exception();
       } catch (const std::exception& e) {
         r.code = ErrorCode::kInternal;
         r.error = e.what();
+        r.exception = std::current_exception();
       } catch (...) {
         r.code = ErrorCode::kInternal;
         r.error = "unknown exception";
+        r.exception = std::current_exception();
       }
       r.end_seq = seq++;
     }

@@ -40,63 +40,37 @@ class ProgressBar:
         return True
 
 
-def _reflection_arg(text: str) -> int | list[int]:
-    """'12' -> 12 (the first 12 steps); '0,2,4' -> explicit step indices."""
+def _reflection_arg(text: str) -> int | tuple[int, ...]:
+    from .request import parse_reflection
+
     try:
-        if "," in text:
-            return [int(p) for p in text.split(",") if p.strip()]
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an int or a comma-separated list of ints, got {text!r}"
-        ) from None
+        return parse_reflection(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _request_fields() -> list[Any]:
+    """SampleRequest's fields that have a command-line flag (their metadata says how)."""
+    from dataclasses import fields
+
+    from .request import SampleRequest
+
+    found = []
+    for f in fields(SampleRequest):
+        if f.metadata.get("flag"):
+            found.append(f)
+    return found
 
 
 def _add_sample_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--negative-prompt", default=None, help="negative prompt (default: none)")
-    p.add_argument(
-        "--steps", type=int, default=None, help="number of DDIM steps T (default: the engine's)"
-    )
-    p.add_argument(
-        "--reflection-steps",
-        type=_reflection_arg,
-        default=None,
-        metavar="N|I,J,...",
-        help="reflect on the first N steps, or on the listed step indices (default: the engine's)",
-    )
-    p.add_argument(
-        "--strong-guidance", type=float, default=None, help="guidance scale of the strong role"
-    )
-    p.add_argument(
-        "--weak-guidance", type=float, default=None, help="guidance scale of the weak role"
-    )
-    p.add_argument(
-        "--denoiser-guidance",
-        type=float,
-        default=None,
-        help="guidance scale of the denoiser role (default: strong's)",
-    )
-    p.add_argument(
-        "--inversion",
-        choices=("official", "exact"),
-        default=None,
-        help="official: the authors' inversion timestep (tau_{i+1}); "
-        "exact: textbook DDIM inversion (tau_i)",
-    )
-    p.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
-    p.add_argument("--height", type=int, default=None, help="image height in pixels")
-    p.add_argument("--width", type=int, default=None, help="image width in pixels")
-    for role in ("strong", "weak", "denoiser"):
-        p.add_argument(
-            f"--{role}-prompt",
-            default=None,
-            help=f"prompt for the {role} role only (condition gap; default: PROMPT)",
-        )
-        p.add_argument(
-            f"--{role}-negative-prompt",
-            default=None,
-            help=f"negative prompt for the {role} role only",
-        )
+    from .request import parse_reflection
+
+    for f in _request_fields():
+        meta = dict(f.metadata)
+        flag = meta.pop("flag")
+        if meta.get("type") is parse_reflection:
+            meta["type"] = _reflection_arg
+        p.add_argument(flag, dest=f.name, default=None, **meta)
     p.add_argument("--backend", default="cpu", help="inference backend (default: cpu)")
     p.add_argument(
         "--threads",
@@ -108,31 +82,18 @@ def _add_sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sample(engine_dir: str, prompt: str, args: argparse.Namespace) -> Path:
+    from .request import SampleRequest
     from .runtime import W2SDRuntime
 
+    request = SampleRequest(
+        prompt=prompt,
+        callback=ProgressBar("sampling"),
+        **{f.name: getattr(args, f.name) for f in _request_fields()},
+    )
     t0 = time.perf_counter()
     rt = W2SDRuntime(engine_dir, backend=args.backend, threads=args.threads)
     t_load = time.perf_counter() - t0
-    image = rt.sample(
-        prompt,
-        args.negative_prompt,
-        num_inference_steps=args.steps,
-        reflection_steps=args.reflection_steps,
-        strong_guidance=args.strong_guidance,
-        weak_guidance=args.weak_guidance,
-        denoiser_guidance=args.denoiser_guidance,
-        inversion=args.inversion,
-        seed=args.seed,
-        height=args.height,
-        width=args.width,
-        callback=ProgressBar("sampling"),
-        strong_prompt=args.strong_prompt,
-        weak_prompt=args.weak_prompt,
-        denoiser_prompt=args.denoiser_prompt,
-        strong_negative_prompt=args.strong_negative_prompt,
-        weak_negative_prompt=args.weak_negative_prompt,
-        denoiser_negative_prompt=args.denoiser_negative_prompt,
-    )
+    image = rt.sample(request)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
@@ -194,19 +155,25 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     import json
 
+    from .backends import backend_status
     from .manifest import load_manifest
-    from .runtime import available_backends
 
-    m = load_manifest(args.engine_dir).data
+    if args.backends or args.engine_dir is None:
+        for status in backend_status():
+            state = "available" if status.available else f"not available: {status.reason}"
+            print(f"{status.name:9s} {state}")
+        if args.engine_dir is None:
+            return
+    spec = load_manifest(args.engine_dir).spec
     info: dict[str, Any] = {
-        "family": m["family"],
-        "unets": [u["roles"] for u in m["unets"]],
-        "roles": m["roles"],
-        "defaults": m["defaults"],
-        "image": m["image"],
-        "prediction_type": m["scheduler"]["prediction_type"],
-        "built_backends": sorted(m.get("backends", {})),
-        "available_backends": available_backends(),
+        "family": spec.family,
+        "unets": [u.roles for u in spec.unets],
+        "text_encoders": [e.source for e in spec.text.encoders],
+        "roles": {r: v.model_dump() for r, v in spec.roles.items()},
+        "defaults": spec.defaults.model_dump(),
+        "image": spec.image.model_dump(),
+        "prediction_type": spec.scheduler.prediction_type,
+        "built_backends": sorted(spec.backends),
     }
     print(json.dumps(info, indent=1))
 
@@ -228,6 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             baselines=tuple(b for b in args.baselines.split(",") if b),
             concurrency=args.concurrency,
             threads=args.threads,
+            backend=args.backend,
             cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         )
     )
@@ -267,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export strong/weak diffusers pipelines to an engine dir (needs torch)",
         description="Export the strong and weak (and optional denoiser) diffusers pipeline "
-        "folders to ONNX, with a manifest, into a new engine dir. Text encoder, "
-        "VAE, tokenizer and scheduler come from the strong pipeline.",
+        "folders to ONNX, with a manifest, into a new engine dir. Each role keeps its own "
+        "UNet and text encoder(s) (identical ones are stored once); the VAE and scheduler "
+        "come from the strong pipeline.",
     )
     p.add_argument("--strong", required=True, help="diffusers folder of the strong model")
     p.add_argument("--weak", required=True, help="diffusers folder of the weak model")
@@ -397,8 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chart", default=None, help="write a per-stage PNG chart to this file")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("info", help="show an engine dir's manifest summary")
-    p.add_argument("engine_dir")
+    p = sub.add_parser(
+        "info",
+        help="show an engine dir's manifest summary, or which backends this machine runs",
+        description="Summarise an engine dir's manifest. With --backends (or no ENGINE_DIR), "
+        "list every backend with whether this machine can run it and, if not, why.",
+    )
+    p.add_argument("engine_dir", nargs="?", default=None, help="engine dir (optional)")
+    p.add_argument(
+        "--backends", action="store_true", help="list backends and why each is (not) available"
+    )
     p.set_defaults(func=cmd_info)
     return parser
 

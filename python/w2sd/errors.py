@@ -8,7 +8,14 @@ class W2SDError(RuntimeError):
 
 
 class InvalidArgumentError(W2SDError, ValueError):
-    """A caller passed a value the contract forbids (the message names it)."""
+    """A caller passed a value the contract forbids (the message names it).
+
+    ``param`` is the request field at fault (``"reflection_steps"``, ``"latents"``, ...)
+    where one is, so that a server can report it without parsing the message."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class NotFoundError(W2SDError, FileNotFoundError):
@@ -25,3 +32,14 @@ class BackendError(W2SDError):
 
 class CancelledError(W2SDError):
     """The progress callback asked sampling to stop."""
+
+
+class ExportVerificationError(W2SDError):
+    """An exported ONNX model does not reproduce its PyTorch module within the spec's bound."""
+
+
+def with_context(error: W2SDError, context: str) -> W2SDError:
+    """The same error (class and ``param``) with `context` before its message."""
+    if isinstance(error, InvalidArgumentError):
+        return InvalidArgumentError(f"{context}: {error}", param=error.param)
+    return type(error)(f"{context}: {error}")

@@ -1,4 +1,5 @@
-"""The engine directory's ``manifest.json``: schema version, reading, validation, checksums.
+"""The engine directory's ``manifest.json``: one typed schema that export writes and the
+runtime, the engine builders and the benchmark read.
 
 An engine directory is self-contained and relocatable: every path in the
 manifest is relative to the directory, and every artifact has a SHA-256.
@@ -12,31 +13,189 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from .errors import EngineDirError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "w2sd-engine"
-FORMAT_VERSION = 1
+# 2: per-role text encoder sets (text.encoder_sets, roles.*.text).
+FORMAT_VERSION = 2
 ROLES = ("strong", "weak", "denoiser")
+Role = Literal["strong", "weak", "denoiser"]
 
-_REQUIRED_KEYS = {
-    "format": str,
-    "version": int,
-    "family": str,
-    "scheduler": dict,
-    "latent_channels": int,
-    "vae_scale_factor": int,
-    "vae_scaling_factor": float,
-    "image": dict,
-    "text": dict,
-    "unets": list,
-    "roles": dict,
-    "defaults": dict,
-    "models": dict,
-    "artifacts": dict,
-}
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Open(BaseModel):
+    """Sections that carry more facts than the runtime reads (diffusers config, builds)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class SchedulerSpec(_Open):
+    num_train_timesteps: int
+    alphas_cumprod: list[float]
+    set_alpha_to_one: bool
+    steps_offset: int
+    timestep_spacing: str
+    prediction_type: Literal["epsilon", "v_prediction"]
+
+    @model_validator(mode="after")
+    def _table_length(self) -> SchedulerSpec:
+        if len(self.alphas_cumprod) != self.num_train_timesteps:
+            raise ValueError(
+                f"alphas_cumprod has {len(self.alphas_cumprod)} entries, "
+                f"num_train_timesteps is {self.num_train_timesteps}"
+            )
+        return self
+
+
+class ImageSpec(_Strict):
+    default_height: int
+    default_width: int
+    min_size: int
+    max_size: int
+    size_multiple: int
+
+
+class TextEncoderSpec(_Strict):
+    """One distinct text encoder artifact and its tokenizer."""
+
+    file: str
+    tokenizer: str
+    outputs: list[str]  # hidden states first; "text_embeds" where it gives pooled embeddings
+    hidden_size: int
+    max_length: int
+    pad_token_id: int
+    pad_token: str
+    source: str  # the diffusers folder it was exported from
+
+
+class EncoderSet(_Strict):
+    """One pipeline's text conditioning: its encoders, hidden states concatenated in
+    this order (SD: one encoder, SDXL: two), and its pipeline's empty-prompt rule."""
+
+    encoders: list[int]  # indices into text.encoders
+    force_zeros_for_empty_prompt: bool
+    source: str
+
+
+class TextSpec(_Strict):
+    encoders: list[TextEncoderSpec]  # every distinct encoder, stored and run once
+    encoder_sets: list[EncoderSet]  # every distinct conditioning; roles.*.text indexes it
+    text_len: int
+    text_dim: int
+
+    @model_validator(mode="after")
+    def _sets_in_range(self) -> TextSpec:
+        if not self.encoders or not self.encoder_sets:
+            raise ValueError("encoders and encoder_sets must not be empty")
+        for s in self.encoder_sets:
+            if not s.encoders or any(not 0 <= i < len(self.encoders) for i in s.encoders):
+                raise ValueError(f"encoder set {s.encoders} does not index encoders")
+        return self
+
+
+class AddedConditions(_Strict):
+    pooled_dim: int
+    time_ids_dim: int
+
+
+class LoraInfo(_Strict):
+    file: str
+    sha256: str
+    scale: float
+
+
+class UnetSpec(_Strict):
+    file: str
+    source: str
+    lora: LoraInfo | None
+    roles: list[Role]
+
+
+class RoleSpec(_Strict):
+    unet: int  # index into unets
+    text: int  # index into text.encoder_sets
+    guidance: float
+
+
+class Defaults(_Strict):
+    num_inference_steps: int
+    reflection_steps: int
+    inversion: Literal["official", "exact"]
+
+
+class IoSpec(_Strict):
+    inputs: list[str]
+    outputs: list[str]
+
+
+class FileIoSpec(IoSpec):
+    file: str
+
+
+class ModelsSpec(_Strict):
+    unet: IoSpec
+    vae_decoder: FileIoSpec
+
+
+class Artifact(_Strict):
+    sha256: str
+    bytes: int
+
+
+class BackendBuild(_Open):
+    """What ``w2sd build --backend B`` wrote: model name -> file, checksums, build facts."""
+
+    files: dict[str, str]
+    artifacts: dict[str, Artifact]
+
+
+class EngineManifest(_Strict):
+    format: Literal["w2sd-engine"]
+    version: int
+    created_by: str
+    family: Literal["sd", "sdxl"]
+    sources: dict[Role, str]
+    scheduler: SchedulerSpec
+    latent_channels: int
+    vae_scale_factor: int
+    vae_scaling_factor: float
+    image: ImageSpec
+    text: TextSpec
+    unet_added_conditions: AddedConditions | None
+    unets: list[UnetSpec]
+    roles: dict[Role, RoleSpec]
+    defaults: Defaults
+    models: ModelsSpec
+    export_checks: dict[str, float]
+    artifacts: dict[str, Artifact]
+    backends: dict[str, BackendBuild]
+
+    @model_validator(mode="after")
+    def _roles_in_range(self) -> EngineManifest:
+        for role in ROLES:
+            spec = self.roles.get(role)  # type: ignore[call-overload]
+            if spec is None:
+                raise ValueError(f"roles has no '{role}'")
+            if not 0 <= spec.unet < len(self.unets):
+                raise ValueError(f"roles.{role}.unet={spec.unet} does not index unets")
+            if not 0 <= spec.text < len(self.text.encoder_sets):
+                raise ValueError(f"roles.{role}.text={spec.text} does not index encoder_sets")
+        return self
+
+    def role(self, name: str) -> RoleSpec:
+        return self.roles[name]  # type: ignore[index]
+
+    def encoder_set(self, role: str) -> EncoderSet:
+        """The text conditioning of `role`: its own pipeline's encoders."""
+        return self.text.encoder_sets[self.role(role).text]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -77,32 +236,39 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def write_manifest(root: Path, spec: EngineManifest) -> None:
+    write_json_atomic(root / MANIFEST_NAME, spec.model_dump(mode="json"))
+
+
 @dataclass
 class Manifest:
     """A validated manifest and the engine directory it belongs to."""
 
     root: Path
-    data: dict[str, Any]
+    spec: EngineManifest
 
     def path(self, rel: str) -> Path:
         return self.root / rel
 
     @property
-    def scheduler(self) -> dict[str, Any]:
-        return self.data["scheduler"]
+    def backends(self) -> dict[str, BackendBuild]:
+        return self.spec.backends
 
-    @property
-    def backends(self) -> dict[str, Any]:
-        return self.data.setdefault("backends", {})
+    def record_build(self, backend: str, entry: dict[str, Any]) -> BackendBuild:
+        """Validate a build entry, store it and save the manifest (atomically)."""
+        build = BackendBuild.model_validate(entry)
+        self.spec.backends[backend] = build
+        self.save()
+        return build
 
     def save(self) -> None:
-        write_json_atomic(self.root / MANIFEST_NAME, self.data)
+        write_manifest(self.root, self.spec)
 
     def verify(self, rels: list[str], full: bool = True) -> None:
         """Check that each artifact exists with its recorded size (and SHA-256 if ``full``)."""
-        table = dict(self.data["artifacts"])
+        table = dict(self.spec.artifacts)
         for backend in self.backends.values():
-            table.update(backend.get("artifacts", {}))
+            table.update(backend.artifacts)
         for rel in rels:
             entry = table.get(rel)
             if entry is None:
@@ -111,15 +277,26 @@ class Manifest:
             if not path.is_file():
                 raise EngineDirError(f"{self.root}: artifact '{rel}' is missing")
             size = path.stat().st_size
-            if size != entry["bytes"]:
+            if size != entry.bytes:
                 raise EngineDirError(
                     f"{self.root}: artifact '{rel}' has {size} bytes, manifest says "
-                    f"{entry['bytes']} (truncated or replaced?)"
+                    f"{entry.bytes} (truncated or replaced?)"
                 )
-            if full and sha256_file(path) != entry["sha256"]:
+            if full and sha256_file(path) != entry.sha256:
                 raise EngineDirError(
                     f"{self.root}: checksum mismatch for artifact '{rel}' (corrupt or modified)"
                 )
+
+
+def _describe(error: ValidationError) -> str:
+    """The first schema violation, named by its dotted field path."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "missing":
+        return f"missing field '{where}'"
+    if not where:
+        return first["msg"].removeprefix("Value error, ")
+    return f"field '{where}': {first['msg'].removeprefix('Value error, ')}"
 
 
 def load_manifest(engine_dir: str | os.PathLike[str]) -> Manifest:
@@ -149,31 +326,8 @@ def load_manifest(engine_dir: str | os.PathLike[str]) -> Manifest:
             f"{path}: manifest version {data.get('version')!r} is not supported by this w2sd "
             f"(expects {FORMAT_VERSION}); re-export the engine dir"
         )
-    for key, kind in _REQUIRED_KEYS.items():
-        if key not in data:
-            raise EngineDirError(f"{path}: corrupt manifest (missing field '{key}')")
-        value = data[key]
-        if kind is float and isinstance(value, int):
-            continue
-        if not isinstance(value, kind):
-            raise EngineDirError(
-                f"{path}: corrupt manifest (field '{key}' should be {kind.__name__}, "
-                f"got {type(value).__name__})"
-            )
-    for role in ROLES:
-        if role not in data["roles"]:
-            raise EngineDirError(f"{path}: corrupt manifest (roles has no '{role}')")
-        unet = data["roles"][role].get("unet")
-        if not isinstance(unet, int) or not 0 <= unet < len(data["unets"]):
-            raise EngineDirError(f"{path}: corrupt manifest (roles.{role}.unet={unet!r})")
-    encoders = data["text"].get("encoders")
-    if not isinstance(encoders, list) or not encoders:
-        raise EngineDirError(f"{path}: corrupt manifest (text.encoders)")
-    for i, enc in enumerate(encoders):
-        for key in ("file", "tokenizer", "max_length", "pad_token_id", "outputs"):
-            if key not in enc:
-                raise EngineDirError(f"{path}: corrupt manifest (text.encoders[{i}].{key})")
-    alphas = data["scheduler"].get("alphas_cumprod")
-    if not isinstance(alphas, list) or len(alphas) != data["scheduler"].get("num_train_timesteps"):
-        raise EngineDirError(f"{path}: corrupt manifest (scheduler.alphas_cumprod)")
-    return Manifest(root=root, data=data)
+    try:
+        spec = EngineManifest.model_validate(data)
+    except ValidationError as e:
+        raise EngineDirError(f"{path}: corrupt manifest ({_describe(e)})") from None
+    return Manifest(root=root, spec=spec)

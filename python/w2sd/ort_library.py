@@ -22,8 +22,8 @@ def find_ort_library() -> Path:
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise NotFoundError(
-            "ONNX Runtime is not installed: `pip install onnxruntime` (CPU) or "
-            "`pip install onnxruntime-gpu` (CUDA/TensorRT)"
+            "ONNX Runtime is not installed: `pip install w2sd-runtime[cpu]` (onnxruntime) or "
+            "`pip install w2sd-runtime[gpu]` (onnxruntime-gpu: CUDA/TensorRT)"
         )
     for location in spec.submodule_search_locations:
         capi = Path(location) / "capi"

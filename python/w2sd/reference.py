@@ -57,9 +57,10 @@ def reflection_indices(num_steps: int, reflection_steps: int | Sequence[int]) ->
 
 
 class W2SDReference:
-    """W2SD on diffusers pipelines. Text encoder(s), tokenizer(s), VAE and scheduler come
-    from the strong pipeline; each role's UNet from its own folder, with an optional LoRA
-    at the role's scale."""
+    """W2SD on diffusers pipelines. Each role uses its own pipeline folder: its UNet (with
+    an optional LoRA at the role's scale, applied unfused) and its text encoder(s) through
+    that pipeline's own ``encode_prompt`` (LoRAs never touch the text encoders). The VAE
+    and the scheduler come from the strong pipeline."""
 
     def __init__(
         self,
@@ -72,7 +73,7 @@ class W2SDReference:
         denoiser_lora: LoraSpec | None = None,
     ) -> None:
         import torch
-        from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel
+        from diffusers import DDIMInverseScheduler, DDIMScheduler
 
         self.torch = torch
         index = json.loads((Path(strong) / "model_index.json").read_text())
@@ -81,27 +82,20 @@ class W2SDReference:
         kwargs: dict[str, Any] = {"torch_dtype": torch.float32}
         if self.family.name == "sd":
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        self.pipe = pipeline_cls.from_pretrained(str(strong), **kwargs)
-        self.pipe.set_progress_bar_config(disable=True)
-        config = dict(self.pipe.scheduler.config)
-        # The spec runs DDIM with clip_sample and thresholding off.
-        config.update(clip_sample=False, thresholding=False)
-        self.scheduler = DDIMScheduler.from_config(config)
-        self.inverse_scheduler = DDIMInverseScheduler.from_config(config)
 
         folders = {"strong": strong, "weak": weak, "denoiser": denoiser or strong}
         loras = {"strong": strong_lora, "weak": weak_lora, "denoiser": denoiser_lora}
-        cache: dict[str, Any] = {str(Path(strong).resolve()): self.pipe.unet}
+        pipes: dict[str, Any] = {}
+        self.pipes: dict[str, Any] = {}  # role -> its own pipeline
         self.unets: dict[str, Any] = {}
         self.adapters: dict[str, tuple[str, float] | None] = {}
         for role in ROLES:
             key = str(Path(folders[role]).resolve())
-            if key not in cache:
-                cache[key] = UNet2DConditionModel.from_pretrained(
-                    key, subfolder="unet", torch_dtype=torch.float32
-                ).eval()
-            unet = cache[key]
-            self.unets[role] = unet
+            if key not in pipes:
+                pipes[key] = pipeline_cls.from_pretrained(key, **kwargs)
+                pipes[key].set_progress_bar_config(disable=True)
+            self.pipes[role] = pipes[key]
+            unet = self.unets[role] = pipes[key].unet
             spec = loras[role]
             if spec is None:
                 self.adapters[role] = None
@@ -109,26 +103,33 @@ class W2SDReference:
             name = f"w2sd_{role}"
             load_unet_lora(pipeline_cls, unet, spec, adapter_name=name)
             self.adapters[role] = (name, spec.scale)
+        self.pipe = self.pipes["strong"]
+        config = dict(self.pipe.scheduler.config)
+        # The spec runs DDIM with clip_sample and thresholding off.
+        config.update(clip_sample=False, thresholding=False)
+        self.scheduler = DDIMScheduler.from_config(config)
+        self.inverse_scheduler = DDIMInverseScheduler.from_config(config)
 
     # -- conditioning -------------------------------------------------------------
 
     def _encode(
-        self, prompts: list[str], negatives: list[str] | None, height: int, width: int
+        self, role: str, prompts: list[str], negatives: list[str] | None, height: int, width: int
     ) -> _Cond:
+        pipe = self.pipes[role]
         if self.family.name == "sd":
-            cond, uncond = self.pipe.encode_prompt(
+            cond, uncond = pipe.encode_prompt(
                 prompts, "cpu", 1, True, negative_prompt=negatives or [""] * len(prompts)
             )
             return _Cond(cond, uncond)
-        cond, uncond, pooled, uncond_pooled = self.pipe.encode_prompt(
+        cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
             prompts,
             device="cpu",
             num_images_per_prompt=1,
             do_classifier_free_guidance=True,
             negative_prompt=negatives,
         )
-        te2 = self.pipe.text_encoder_2
-        time_ids = self.pipe._get_add_time_ids(
+        te2 = pipe.text_encoder_2
+        time_ids = pipe._get_add_time_ids(
             (height, width),
             (0, 0),
             (height, width),
@@ -220,6 +221,7 @@ class W2SDReference:
             p = (role_prompts or {}).get(role)
             n = (role_negative_prompts or {}).get(role)
             conds[role] = self._encode(
+                role,
                 as_list(p) or prompts,
                 as_list(n if n is not None else negative_prompt),
                 height,

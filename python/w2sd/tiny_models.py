@@ -200,13 +200,19 @@ def _tiny_ddim(prediction_type: str = "epsilon") -> Any:
 
 
 def build_tiny_sd_pipeline(
-    out_dir: str | Path, unet_seed: int, shared_seed: int = 0, variant: str = "sd1"
+    out_dir: str | Path,
+    unet_seed: int,
+    shared_seed: int = 0,
+    variant: str = "sd1",
+    text_seed: int | None = None,
 ) -> Path:
     """Save a tiny SD-1.x (``variant="sd1"``) or SD-2.x (``"sd2"``: v-prediction,
     linear attention projections, "!" padding) pipeline as an ordinary diffusers folder.
 
     ``unet_seed`` sets the UNet's weights; ``shared_seed`` sets the text encoder
-    and VAE, so two pipelines with the same shared seed are a compatible pair.
+    and VAE, so two pipelines with the same shared seed are a compatible pair;
+    ``text_seed`` gives the text encoder seeds of its own (a fine-tune that ships its
+    own CLIP weights, as DreamShaper or Juggernaut-XL do).
     """
     import torch
     from diffusers import StableDiffusionPipeline
@@ -229,7 +235,7 @@ def build_tiny_sd_pipeline(
         use_linear_projection=sd2,
     )
     vae = _tiny_vae(shared_seed)
-    torch.manual_seed(shared_seed + 1)
+    torch.manual_seed(shared_seed + 1 if text_seed is None else text_seed)
     text_encoder = CLIPTextModel(_tiny_text_config(tok_dir))
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -245,9 +251,12 @@ def build_tiny_sd_pipeline(
     return out
 
 
-def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: int = 0) -> Path:
+def build_tiny_sdxl_pipeline(
+    out_dir: str | Path, unet_seed: int, shared_seed: int = 0, text_seed: int | None = None
+) -> Path:
     """Save a tiny SDXL-architecture pipeline (two text encoders, text_embeds/time_ids),
-    shaped like diffusers' own tiny SDXL test configuration."""
+    shaped like diffusers' own tiny SDXL test configuration. ``text_seed`` seeds both
+    text encoders (default: from ``shared_seed``)."""
     import torch
     from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -269,9 +278,10 @@ def build_tiny_sdxl_pipeline(out_dir: str | Path, unet_seed: int, shared_seed: i
         cross_attention_dim=2 * TEXT_HIDDEN,
     )
     vae = _tiny_vae(shared_seed, scaling_factor=0.13025)
-    torch.manual_seed(shared_seed + 1)
+    text_base = shared_seed + 1 if text_seed is None else text_seed
+    torch.manual_seed(text_base)
     text_encoder = CLIPTextModel(_tiny_text_config(out / "tokenizer"))
-    torch.manual_seed(shared_seed + 2)
+    torch.manual_seed(text_base + 1)
     text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(out / "tokenizer_2"))
     pipe = StableDiffusionXLPipeline(
         vae=vae,

@@ -38,6 +38,7 @@ struct ConditioningShape {
   int64_t pooled_dim = 0, time_ids_dim = 0;  // 0 when the UNet takes no added conditions
 };
 
+// Expects conditioning that passed check_conditioning (loop_executor.h).
 class GuidedModel {
  public:
   GuidedModel(InferenceBackend& backend, LatentShape shape, ConditioningShape cond_shape,

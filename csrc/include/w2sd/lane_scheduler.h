@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ struct LaneJobResult {
   bool ok = false;
   ErrorCode code = ErrorCode::kInternal;  // valid when !ok
   std::string error;                      // valid when !ok
+  std::exception_ptr exception;           // valid when !ok: what the job threw, as thrown
   int lane = -1;                          // which lane ran the job
   int64_t start_seq = -1, end_seq = -1;   // global order of job starts and ends
 };

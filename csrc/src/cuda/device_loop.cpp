@@ -57,8 +57,6 @@ struct DeviceRole {
   DeviceBuffer text, pooled, time_ids;
 };
 
-}  // namespace
-
 LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& schedule,
                              const ReflectionSchedule& reflection, const LoopRequest& request,
                              float* latents, const ProgressFn& progress, int lane) {
@@ -76,8 +74,7 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
   for (int r = 0; r < kNumRoles; ++r) {
     const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
     DeviceRole& d = roles[static_cast<size_t>(r)];
-    d.guided = c.guidance != 1.0f;
-    W2SD_CHECK_ARG(c.cond && (!d.guided || c.uncond), "role ", r, ": missing embeddings");
+    d.guided = c.guidance != 1.0f;  // check_conditioning has vouched for the pointers
     d.text = upload(stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, d.guided), stream);
     if (added) {
       d.pooled =
@@ -145,8 +142,22 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
   check_cuda(static_cast<int>(cudaStreamSynchronize(stream)), "synchronize");
   stats.loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats.host_copies_in_loop = 0;  // every copy above is before or after the loop
   return stats;
+}
+
+class DeviceLoopExecutor final : public LoopExecutor {
+ public:
+  LoopStats run(InferenceBackend& backend, const DdimSchedule& schedule,
+                const ReflectionSchedule& reflection, const LoopRequest& request, float* latents,
+                const ProgressFn& progress, int lane) override {
+    return run_loop_on_device(backend, schedule, reflection, request, latents, progress, lane);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<LoopExecutor> make_device_executor() {
+  return std::make_unique<DeviceLoopExecutor>();
 }
 
 }  // namespace w2sd::cuda

@@ -17,7 +17,7 @@ class OrtPythonW2SD:
         import onnxruntime as ort
 
         self.m = load_manifest(engine_dir)
-        d = self.m.data
+        spec = self.spec = self.m.spec
         opts = ort.SessionOptions()
         providers = {
             "cpu": ["CPUExecutionProvider"],
@@ -28,41 +28,46 @@ class OrtPythonW2SD:
         def session(rel: str) -> Any:
             return ort.InferenceSession(str(self.m.path(rel)), opts, providers=providers)
 
-        self.unets = [session(u["file"]) for u in d["unets"]]
-        self.encoders = [session(e["file"]) for e in d["text"]["encoders"]]
+        self.unets = [session(u.file) for u in spec.unets]
+        self.encoders = [session(e.file) for e in spec.text.encoders]
         self.tokenizers = [
-            ClipTokenizer(self.m.path(e["tokenizer"]), e["max_length"], e["pad_token_id"])
-            for e in d["text"]["encoders"]
+            ClipTokenizer(self.m.path(e.tokenizer), e.max_length, e.pad_token_id)
+            for e in spec.text.encoders
         ]
-        self.vae = session(d["models"]["vae_decoder"]["file"])
-        self.alphas = np.asarray(d["scheduler"]["alphas_cumprod"], dtype=np.float32)
+        self.vae = session(spec.models.vae_decoder.file)
+        self.alphas = np.asarray(spec.scheduler.alphas_cumprod, dtype=np.float32)
 
-    def _encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _encode(self, role: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """`role`'s own pipeline's encoder(s); zeros for "" where that pipeline says so."""
         hidden, pooled = [], None
-        for sess, tok in zip(self.encoders, self.tokenizers, strict=True):
-            outs = sess.run(None, {"input_ids": tok(texts)})
+        encoder_set = self.spec.encoder_set(role)
+        for i in encoder_set.encoders:
+            outs = self.encoders[i].run(None, {"input_ids": self.tokenizers[i](texts)})
             hidden.append(outs[0])
             if len(outs) > 1:
                 pooled = outs[1]
-        return np.concatenate(hidden, axis=-1), pooled
+        states = np.concatenate(hidden, axis=-1)
+        if encoder_set.force_zeros_for_empty_prompt and texts == [""]:
+            return np.zeros_like(states), None if pooled is None else np.zeros_like(pooled)
+        return states, pooled
 
     def _timesteps(self, steps: int) -> tuple[list[int], int]:
-        s = self.m.data["scheduler"]
-        n = int(s["num_train_timesteps"])
-        if s["timestep_spacing"] != "leading":
+        s = self.spec.scheduler
+        n = s.num_train_timesteps
+        if s.timestep_spacing != "leading":
             raise NotImplementedError("this baseline only implements leading spacing")
         delta = n // steps
-        return [i * delta + int(s["steps_offset"]) for i in range(steps)][::-1], delta
+        return [i * delta + s.steps_offset for i in range(steps)][::-1], delta
 
     def _alpha(self, t: int) -> np.float32:
         if t >= 0:
             return self.alphas[t]
-        return np.float32(1.0) if self.m.data["scheduler"]["set_alpha_to_one"] else self.alphas[0]
+        return np.float32(1.0) if self.spec.scheduler.set_alpha_to_one else self.alphas[0]
 
     def _update(
         self, e: np.ndarray, x: np.ndarray, a: np.float32, a_next: np.float32
     ) -> np.ndarray:
-        if self.m.data["scheduler"]["prediction_type"] == "epsilon":
+        if self.spec.scheduler.prediction_type == "epsilon":
             x0 = (x - np.sqrt(1 - a) * e) / np.sqrt(a)
             eps = e
         else:
@@ -81,21 +86,22 @@ class OrtPythonW2SD:
     ) -> dict[str, Any]:
         import time
 
-        d = self.m.data
+        spec = self.spec
         t0 = time.perf_counter()
-        cond, pooled = self._encode([prompt])
-        uncond, uncond_pooled = self._encode([""])
-        if d["text"]["force_zeros_for_empty_prompt"]:
-            uncond = np.zeros_like(uncond)
-            uncond_pooled = None if pooled is None else np.zeros_like(pooled)
+        text = {}
+        for s in sorted({spec.role(r).text for r in ROLES}):
+            role = next(r for r in ROLES if spec.role(r).text == s)
+            text[s] = (*self._encode(role, [prompt]), *self._encode(role, [""]))
         t_text = time.perf_counter() - t0
-        h, w = latents.shape[2] * d["vae_scale_factor"], latents.shape[3] * d["vae_scale_factor"]
+        f = spec.vae_scale_factor
+        h, w = latents.shape[2] * f, latents.shape[3] * f
         ids = np.array([[h, w, 0, 0, h, w]], dtype=np.float32)
-        n_train = int(d["scheduler"]["num_train_timesteps"])
+        n_train = spec.scheduler.num_train_timesteps
 
         def predict(role: str, x: np.ndarray, t: int) -> np.ndarray:
             g = guidance[role]
-            sess = self.unets[d["roles"][role]["unet"]]
+            cond, pooled, uncond, uncond_pooled = text[spec.role(role).text]
+            sess = self.unets[spec.role(role).unet]
             feed = {"timestep": np.array([t], dtype=np.float32)}
             if g == 1.0:
                 feed.update(sample=x, encoder_hidden_states=cond)
@@ -130,7 +136,7 @@ class OrtPythonW2SD:
             calls += 1
         t_loop = time.perf_counter() - t0
         t0 = time.perf_counter()
-        image = self.vae.run(None, {"latent_sample": x / np.float32(d["vae_scaling_factor"])})[0]
+        image = self.vae.run(None, {"latent_sample": x / np.float32(spec.vae_scaling_factor)})[0]
         t_vae = time.perf_counter() - t0
         return {
             "latents": x,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends import require_backend
 from ..errors import InvalidArgumentError, W2SDError
 from ..manifest import ROLES, Manifest, load_manifest
 from .workloads import WORKLOADS, prepare
@@ -82,14 +83,14 @@ def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _sources_and_loras(m: Manifest) -> tuple[dict[str, str], dict[str, Any]] | None:
     """The diffusers folders (and LoRAs) the engine was exported from, if still present."""
-    sources = m.data.get("sources", {})
+    sources = dict(m.spec.sources)
     if not all(Path(sources.get(r, "")).joinpath("model_index.json").is_file() for r in ROLES):
         return None
     loras = {}
     for r in ROLES:
-        lora = m.data["unets"][m.data["roles"][r]["unet"]].get("lora")
-        loras[r] = None if lora is None else {"path": lora["file"], "scale": lora["scale"]}
-        if lora is not None and not Path(lora["file"]).is_file():
+        lora = m.spec.unets[m.spec.role(r).unet].lora
+        loras[r] = None if lora is None else {"path": lora.file, "scale": lora.scale}
+        if lora is not None and not Path(lora.file).is_file():
             return None
     return sources, loras
 
@@ -105,21 +106,21 @@ def _loop_gflop(
     """(GFLOP of one batch-2 UNet call, GFLOP of the whole loop)."""
     from .roofline import unet_macs
 
-    text = m.data["text"]
+    text = m.spec.text
     _, c, h, w = latent
 
     def call_gflop(batch: int) -> float:
         shapes = {
             "sample": [batch, c, h, w],
             "timestep": [1],
-            "encoder_hidden_states": [batch, text["text_len"], text["text_dim"]],
+            "encoder_hidden_states": [batch, text.text_len, text.text_dim],
         }
-        added = m.data.get("unet_added_conditions")
+        added = m.spec.unet_added_conditions
         if added:
             shapes.update(
-                text_embeds=[batch, added["pooled_dim"]], time_ids=[batch, added["time_ids_dim"]]
+                text_embeds=[batch, added.pooled_dim], time_ids=[batch, added.time_ids_dim]
             )
-        return 2 * unet_macs(engine / m.data["unets"][0]["file"], shapes) / 1e9
+        return 2 * unet_macs(engine / m.spec.unets[0].file, shapes) / 1e9
 
     per_batch = {1: call_gflop(1), 2: call_gflop(2)}
 
@@ -143,6 +144,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         raise InvalidArgumentError("--repeat must be >= 1 and --warmup >= 0")
     if (opts.engine_dir is None) == (opts.workload is None):
         raise InvalidArgumentError("give either ENGINE_DIR or --workload, not both or neither")
+    # A backend this machine cannot run is an error here, never a silent CPU run.
+    require_backend(opts.backend)
     if opts.workload is not None:
         if opts.workload not in WORKLOADS:
             raise InvalidArgumentError(
@@ -150,24 +153,24 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "workloads need a CUDA machine)"
             )
         wl = WORKLOADS[opts.workload]
-        engine = prepare(opts.workload, opts.cache_dir, log)
+        engine = prepare(opts.workload, opts.cache_dir, log, backend=opts.backend)
         name = wl.name
         steps, reflection = wl.steps, wl.reflection_steps
         height, width = wl.height, wl.width
     else:
         engine = Path(opts.engine_dir)  # type: ignore[arg-type]
         name = engine.name
-        d = load_manifest(engine).data
-        steps, reflection = d["defaults"]["num_inference_steps"], d["defaults"]["reflection_steps"]
-        height, width = d["image"]["default_height"], d["image"]["default_width"]
+        spec = load_manifest(engine).spec
+        steps, reflection = spec.defaults.num_inference_steps, spec.defaults.reflection_steps
+        height, width = spec.image.default_height, spec.image.default_width
     m = load_manifest(engine)
     steps = opts.steps or steps
     reflection = reflection if opts.reflection_steps is None else opts.reflection_steps
     if not 0 <= reflection <= steps - 1:
         raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
-    f = m.data["vae_scale_factor"]
-    latent = [1, m.data["latent_channels"], height // f, width // f]
-    guidance = {r: float(m.data["roles"][r]["guidance"]) for r in ROLES}
+    f = m.spec.vae_scale_factor
+    latent = [1, m.spec.latent_channels, height // f, width // f]
+    guidance = {r: m.spec.role(r).guidance for r in ROLES}
     base = {
         "engine": str(engine),
         "seed": 0,

@@ -90,7 +90,7 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
         "unet_call_s": statistics.median(u[0] / u[1] for u in unet),
         "loop_overhead_s": statistics.median(u[2] for u in unet),
         "weights_bytes": sum(
-            entry["bytes"] for entry in rt.manifest.backends[rt.backend]["artifacts"].values()
+            entry.bytes for entry in rt.manifest.backends[rt.backend].artifacts.values()
         ),
     }
     # Peak memory of sequential serving; the concurrent run below adds one activation

@@ -116,15 +116,25 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def prepare(name: str, cache_dir: Path, log: Callable[[str], None] = _log) -> Path:
-    """The workload's built engine dir in cache_dir (made once, then reused)."""
+def prepare(
+    name: str, cache_dir: Path, log: Callable[[str], None] = _log, backend: str = "cpu"
+) -> Path:
+    """The workload's engine dir in cache_dir, built for `backend` (made once, then reused)."""
     from ..engines.build import build_engine
+    from ..errors import EngineDirError
     from ..manifest import load_manifest
 
     wl = WORKLOADS[name]
     root = cache_dir / name
     engine = root / "engine"
-    if not (engine / "manifest.json").is_file():
+    current = (engine / "manifest.json").is_file()
+    if current:
+        try:
+            load_manifest(engine)
+        except EngineDirError as e:
+            log(f"re-exporting the cached {name} workload ({e})")
+            current = False
+    if not current:
         # torch and diffusers only when the workload has to be built.
         from ..export.engine_export import ExportOptions, export_engine
         from ..tiny_models import build_tiny_pair
@@ -147,6 +157,6 @@ def prepare(name: str, cache_dir: Path, log: Callable[[str], None] = _log) -> Pa
                 log=log,
             )
         )
-    if "cpu" not in load_manifest(engine).backends:
-        build_engine(str(engine), "cpu", log=log)
+    if backend not in load_manifest(engine).backends:
+        build_engine(str(engine), backend, log=log)
     return engine

@@ -3,17 +3,14 @@
 // and conditioning once and downloads the final latents once.
 #pragma once
 
-#include "w2sd/ddim_schedule.h"
-#include "w2sd/engine.h"
-#include "w2sd/inference_backend.h"
-#include "w2sd/reflection.h"
+#include <memory>
+
+#include "w2sd/loop_executor.h"
 
 namespace w2sd::cuda {
 
-// `latents` is host memory (in: initial, out: final). The backend must report
-// MemoryKind::kCudaDevice and give the lane's stream.
-LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& schedule,
-                             const ReflectionSchedule& reflection, const LoopRequest& request,
-                             float* latents, const ProgressFn& progress, int lane);
+// The loop strategy of device backends (MemoryKind::kCudaDevice): each lane runs
+// on the backend's stream for that lane.
+std::unique_ptr<LoopExecutor> make_device_executor();
 
 }  // namespace w2sd::cuda

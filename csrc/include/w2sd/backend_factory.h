@@ -1,0 +1,39 @@
+// Backend selection: the one place that knows which backends this build has.
+// Each backend comes paired with the loop strategy that runs it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "w2sd/ddim_schedule.h"
+#include "w2sd/engine.h"
+#include "w2sd/ort_backend.h"
+
+namespace w2sd {
+
+struct EngineConfig {
+  std::string provider = "cpu";  // "cpu", "cuda" or "tensorrt"
+  OrtBackendConfig models;       // model paths, I/O names, library, threads
+  SchedulerConfig scheduler;
+  int device_id = 0;  // CUDA device (GPU providers)
+  int lanes = 1;      // GPU providers: concurrent requests, each with its stream and UNet sessions
+  // GPU providers: extra provider options (TensorRT: trt_fp16_enable, cache paths, ...).
+  std::vector<std::pair<std::string, std::string>> provider_options;
+};
+
+// Loads the models into sessions of `config.provider`. Throws kBackend for a
+// provider this build or machine cannot run, kInvalidArgument for an unknown one.
+std::unique_ptr<Engine> make_engine(const EngineConfig& config);
+
+struct BackendAvailability {
+  bool available = false;
+  std::string reason;  // why not (empty when available)
+};
+
+// Whether `provider` can run here: built into this binary, a device visible for
+// GPU providers, and offered by the loaded ONNX Runtime library.
+BackendAvailability backend_availability(const std::string& provider);
+
+}  // namespace w2sd

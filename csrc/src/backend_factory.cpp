@@ -1,0 +1,76 @@
+#include "w2sd/backend_factory.h"
+
+#include <algorithm>
+
+#include "w2sd/ort_api.h"
+#include "w2sd/ort_library.h"
+#include "w2sd/status.h"
+#ifdef W2SD_WITH_CUDA
+#include "w2sd/cuda/device_loop.h"
+#include "w2sd/cuda/kernels.h"
+#include "w2sd/ort_cuda_backend.h"
+#endif
+
+namespace w2sd {
+namespace {
+
+const char* ort_provider_name(const std::string& provider) {
+  if (provider == "cpu") return "CPUExecutionProvider";
+  if (provider == "cuda") return "CUDAExecutionProvider";
+  if (provider == "tensorrt") return "TensorrtExecutionProvider";
+  detail::throw_error(ErrorCode::kInvalidArgument, "backend: unknown backend '", provider,
+                      "' (known: cpu, cuda, tensorrt)");
+}
+
+}  // namespace
+
+BackendAvailability backend_availability(const std::string& provider) {
+  const char* ort_name = ort_provider_name(provider);
+  BackendAvailability result;
+  if (provider != "cpu") {
+#ifdef W2SD_WITH_CUDA
+    if (cuda::device_count() == 0) {
+      result.reason = "no CUDA device is visible (no driver, or no GPU)";
+      return result;
+    }
+#else
+    result.reason = "this build of w2sd has no CUDA support (rebuild with W2SD_CUDA=1)";
+    return result;
+#endif
+  }
+  const OrtLibraryInfo& lib = ort_library();
+  const std::vector<std::string> providers = Ort::GetAvailableProviders();
+  if (std::find(providers.begin(), providers.end(), ort_name) == providers.end()) {
+    result.reason = std::string("the ONNX Runtime library ") + lib.path + " (" + lib.version +
+                    ") has no " + ort_name + " (install onnxruntime-gpu for cuda/tensorrt)";
+    return result;
+  }
+  result.available = true;
+  return result;
+}
+
+std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
+  const BackendAvailability availability = backend_availability(config.provider);
+  if (!availability.available) {
+    detail::throw_error(ErrorCode::kBackend, "backend '", config.provider,
+                        "' is not available: ", availability.reason);
+  }
+  if (config.provider == "cpu") {
+    return std::make_unique<Engine>(std::make_unique<OrtBackend>(config.models),
+                                    make_host_executor(), config.scheduler);
+  }
+#ifdef W2SD_WITH_CUDA
+  OrtCudaBackendConfig cc;
+  cc.base = config.models;
+  cc.provider = config.provider;
+  cc.device_id = config.device_id;
+  cc.lanes = config.lanes;
+  cc.provider_options = config.provider_options;
+  return std::make_unique<Engine>(std::make_unique<OrtCudaBackend>(cc),
+                                  cuda::make_device_executor(), config.scheduler);
+#else
+  detail::throw_error(ErrorCode::kInternal, "unreachable: ", config.provider, " is not built");
+#endif
+}
+
+}  // namespace w2sd

@@ -1,0 +1,105 @@
+"""Text conditioning per role (../shared/W2SD-SPEC.md, "Text conditioning").
+
+Each role is conditioned by its own pipeline's text encoder(s): the manifest maps
+every role to an encoder set, and identical encoders are stored and run once. A
+request runs each distinct encoder set once over the unique texts of the roles
+that use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .manifest import ROLES, Manifest
+from .request import ResolvedRequest
+from .tokenizer import ClipTokenizer
+
+
+class TextConditioner:
+    def __init__(self, manifest: Manifest, engine: Any) -> None:
+        self._spec = manifest.spec
+        self._engine = engine  # the core's Engine: encode_text(encoder, ids)
+        self._tokenizers = [
+            ClipTokenizer(manifest.path(e.tokenizer), e.max_length, e.pad_token_id)
+            for e in self._spec.text.encoders
+        ]
+        self._added = self._spec.unet_added_conditions is not None
+
+    def encode(self, encoder_set: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Texts -> (hidden states (N, L, D), pooled embeddings (N, P) or None) with one
+        encoder set: SD 1.x/2.x the encoder's last hidden state; SDXL both encoders'
+        penultimate hidden states concatenated, pooled from encoder 2."""
+        hidden = []
+        pooled = None
+        for i in self._spec.text.encoder_sets[encoder_set].encoders:
+            enc = self._spec.text.encoders[i]
+            outputs = self._engine.encode_text(i, self._tokenizers[i](texts))
+            hidden.append(outputs[0])
+            if "text_embeds" in enc.outputs:
+                pooled = outputs[enc.outputs.index("text_embeds")]
+        return np.concatenate(hidden, axis=-1) if len(hidden) > 1 else hidden[0], pooled
+
+    def roles(self, plan: ResolvedRequest) -> list[dict[str, Any]]:
+        """Per-role conditioning for the core (strong, weak, denoiser).
+
+        Unconditional: the role's negative prompt, else "" or, when the role's pipeline
+        sets force_zeros_for_empty_prompt (SDXL base), zeros, as diffusers does."""
+        spec = self._spec
+        # Unique texts per encoder set, in first-seen order.
+        texts: dict[int, dict[str, int]] = {}
+        uncond_texts: dict[str, list[str] | None] = {}
+        for role in ROLES:
+            set_index = spec.role(role).text
+            table = texts.setdefault(set_index, {})
+            uncond = None
+            if plan.guidance[role] != 1.0:
+                uncond = plan.negative_prompts[role]
+                if (
+                    uncond is None
+                    and not spec.text.encoder_sets[set_index].force_zeros_for_empty_prompt
+                ):
+                    uncond = [""] * plan.batch
+            uncond_texts[role] = uncond
+            for t in plan.prompts[role] + (uncond or []):
+                table.setdefault(t, len(table))
+        encoded = {s: self.encode(s, list(table)) for s, table in texts.items()}
+
+        time_ids = None
+        if self._added:
+            # (orig_h, orig_w, crop_top, crop_left, target_h, target_w), diffusers' defaults
+            row = np.array([plan.height, plan.width, 0, 0, plan.height, plan.width], np.float32)
+            time_ids = np.ascontiguousarray(np.broadcast_to(row, (plan.batch, 6)))
+
+        result = []
+        for role in ROLES:
+            set_index = spec.role(role).text
+            hidden, pooled = encoded[set_index]
+            index = texts[set_index]
+
+            def rows(ts: list[str], table: np.ndarray | None) -> np.ndarray | None:
+                if table is None:
+                    return None
+                return np.ascontiguousarray(table[[index[t] for t in ts]])  # noqa: B023
+
+            g = plan.guidance[role]
+            entry: dict[str, Any] = {
+                "unet": spec.role(role).unet,
+                "guidance": g,
+                "cond": rows(plan.prompts[role], hidden),
+                "cond_pooled": rows(plan.prompts[role], pooled) if self._added else None,
+                "time_ids": time_ids,
+            }
+            if g != 1.0:
+                uncond = uncond_texts[role]
+                if uncond is None:  # force_zeros_for_empty_prompt
+                    entry["uncond"] = np.zeros_like(entry["cond"])
+                    entry["uncond_pooled"] = (
+                        np.zeros_like(entry["cond_pooled"]) if self._added else None
+                    )
+                else:
+                    entry["uncond"] = rows(uncond, hidden)
+                    entry["uncond_pooled"] = rows(uncond, pooled) if self._added else None
+            result.append(entry)
+        return result
