@@ -1,21 +1,39 @@
-"""Type stub of the compiled core (csrc/python/bindings.cpp)."""
+"""Type stub of the compiled core (csrc/python/bindings.cpp); `mypy.stubtest` checks it
+against the built extension in CI (scripts/lint.sh)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
-Role = tuple[int, float, FloatArray, FloatArray | None]
+_FloatArray = npt.NDArray[np.float32]
+_Progress = Callable[[int, int], bool | None] | None
+# strong, weak, denoiser: dicts with keys unet, guidance, cond, uncond, cond_pooled,
+# uncond_pooled, time_ids (None where unused).
+_RoleDict = Mapping[str, Any]
 
 def load_ort_library(path: str) -> tuple[str, str, int]: ...
-def cfg_combine(e_uncond: FloatArray, e_cond: FloatArray, guidance: float) -> FloatArray: ...
+def cuda_compiled() -> bool: ...
+def cuda_device_count() -> int: ...
+def backend_availability(backend: str) -> tuple[bool, str]: ...
+def reflection_window(num_inference_steps: int, reflection: object) -> list[int]: ...
+def guided_ddim_update(
+    e_uncond: _FloatArray,
+    e_cond: _FloatArray,
+    guidance: float,
+    x: _FloatArray,
+    a: float,
+    a_next: float,
+    prediction_type: str,
+) -> _FloatArray: ...
+def cfg_combine(e_uncond: _FloatArray, e_cond: _FloatArray, guidance: float) -> _FloatArray: ...
 
 class DdimSchedule:
     def __init__(
         self,
         num_train_timesteps: int,
-        alphas_cumprod: FloatArray,
+        alphas_cumprod: _FloatArray,
         set_alpha_to_one: bool,
         steps_offset: int,
         timestep_spacing: str,
@@ -24,35 +42,50 @@ class DdimSchedule:
     ) -> None: ...
     @property
     def timesteps(self) -> list[int]: ...
-    def step(self, model_output: FloatArray, timestep: int, sample: FloatArray) -> FloatArray: ...
+    def step(
+        self, model_output: _FloatArray, timestep: int, sample: _FloatArray
+    ) -> _FloatArray: ...
     def inverse_step(
-        self, model_output: FloatArray, timestep: int, sample: FloatArray
-    ) -> FloatArray: ...
+        self, model_output: _FloatArray, timestep: int, sample: _FloatArray
+    ) -> _FloatArray: ...
 
 class Engine:
     def __init__(
         self,
         library_path: str,
         unet_paths: Sequence[str],
-        text_encoder_path: str,
+        unet_inputs: Sequence[str],
+        text_encoder_paths: Sequence[str],
+        text_encoder_outputs: Sequence[Sequence[str]],
         vae_decoder_path: str,
         num_train_timesteps: int,
-        alphas_cumprod: FloatArray,
+        alphas_cumprod: _FloatArray,
         set_alpha_to_one: bool,
         steps_offset: int,
         timestep_spacing: str,
         prediction_type: str,
         intra_op_threads: int = 0,
         graph_optimization_level: int = 99,
+        provider: str = "cpu",
+        device_id: int = 0,
+        lanes: int = 1,
+        provider_options: Mapping[str, str] = ...,
     ) -> None: ...
-    def encode_text(self, input_ids: npt.NDArray[np.int64]) -> FloatArray: ...
-    def decode_latents(self, latents: FloatArray) -> FloatArray: ...
+    @property
+    def num_unets(self) -> int: ...
+    @property
+    def num_text_encoders(self) -> int: ...
+    def encode_text(self, encoder: int, input_ids: npt.NDArray[np.int64]) -> list[_FloatArray]: ...
+    def decode_latents(self, latents: _FloatArray) -> _FloatArray: ...
     def run_loop(
         self,
-        latents: FloatArray,
+        latents: _FloatArray,
         num_inference_steps: int,
-        reflection: int | Sequence[int],
+        reflection: object,
         inversion: str,
-        roles: Sequence[Role],
-        progress: Callable[[int, int], bool | None] | None = None,
-    ) -> tuple[FloatArray, dict[str, float]]: ...
+        roles: Sequence[_RoleDict],
+        progress: _Progress = None,
+    ) -> tuple[_FloatArray, dict[str, Any]]: ...
+    def run_many(
+        self, requests: Sequence[Mapping[str, Any]], lanes: int
+    ) -> list[dict[str, Any]]: ...

@@ -1,0 +1,92 @@
+"""The ``_core.pyi`` stub matches the compiled extension parameter by parameter.
+
+``mypy.stubtest`` (scripts/lint.sh) checks which names exist, but pybind11 gives its
+functions no ``__text_signature__``, so stubtest cannot see their parameters. pybind11
+writes each signature as the first line of the docstring: compare those names, and
+which ones have defaults, with the stub's."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from w2sd import _core
+
+STUB = Path(_core.__file__).with_name("_core.pyi")
+
+
+def _stub_functions() -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(STUB.read_text(encoding="utf-8"))
+    found: dict[str, ast.FunctionDef] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                is_property = isinstance(item, ast.FunctionDef) and any(
+                    isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list
+                )
+                if isinstance(item, ast.FunctionDef) and not is_property:
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def _stub_params(fn: ast.FunctionDef) -> list[tuple[str, bool]]:
+    args = fn.args.args
+    defaults = len(fn.args.defaults)
+    return [(a.arg, i >= len(args) - defaults) for i, a in enumerate(args) if a.arg != "self"]
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "[(" or ch == "{":
+            depth += 1
+        elif ch in "])}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        parts.append(current)
+    return parts
+
+
+def _runtime_params(obj: object, name: str) -> list[tuple[str, bool]]:
+    first = (obj.__doc__ or "").strip().splitlines()[0]
+    m = re.match(rf"{re.escape(name)}\((.*)\)(?: -> .*)?$", first)
+    assert m, f"no pybind11 signature line in {name}'s docstring: {first!r}"
+    params = []
+    for part in _split_top_level(m.group(1)):
+        pname = part.split(":")[0].strip()
+        if pname != "self":
+            params.append((pname, "=" in part.split(":", 1)[-1]))
+    return params
+
+
+STUB_FUNCTIONS = _stub_functions()
+
+
+@pytest.mark.parametrize("qualname", sorted(STUB_FUNCTIONS))
+def test_stub_parameters_match_the_extension(qualname):  # type: ignore[no-untyped-def]
+    obj: object = _core
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    expected = _runtime_params(obj, qualname.split(".")[-1])
+    assert _stub_params(STUB_FUNCTIONS[qualname]) == expected
+
+
+def test_every_public_function_is_in_the_stub():  # type: ignore[no-untyped-def]
+    runtime = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
+    classes = {n for n in runtime if isinstance(getattr(_core, n), type)}
+    assert runtime - classes <= set(STUB_FUNCTIONS)
+    for cls in classes:
+        methods = {
+            n for n, v in vars(getattr(_core, cls)).items() if not n.startswith("_") and callable(v)
+        }
+        assert {f"{cls}.{m}" for m in methods} <= set(STUB_FUNCTIONS), cls
