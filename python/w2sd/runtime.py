@@ -27,10 +27,20 @@ from .native import core, ddim_schedule, scheduler_kwargs
 from .ort_library import find_ort_library
 from .request import ResolvedRequest, SampleRequest
 
-__all__ = ["W2SDRuntime", "available_backends"]
+__all__ = ["SampleResult", "W2SDRuntime", "available_backends"]
 
 # ONNX Runtime GraphOptimizationLevel values.
 _ORT_LEVEL_ALL = 99
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One call's output (as ``output_type`` asked) and its own stats: seed,
+    num_inference_steps, reflection, unet_calls, and seconds per stage (text_encode_s,
+    loop_s, unet_s, vae_decode_s, e2e_s)."""
+
+    output: Any
+    stats: dict[str, Any]
 
 
 @dataclass
@@ -173,7 +183,12 @@ class W2SDRuntime:
         ``callback(done, total)`` runs after every step; returning False cancels
         (``w2sd.CancelledError``).
         """
-        prepared = self._prepare(SampleRequest.from_options(prompt, negative_prompt, **options))
+        return self.run(SampleRequest.from_options(prompt, negative_prompt, **options)).output
+
+    def run(self, request: SampleRequest) -> SampleResult:
+        """``sample`` for one ``SampleRequest``, returning the output with this call's own
+        stats (``last_stats`` is shared by concurrent calls; this is not)."""
+        prepared = self._prepare(request)
         out, loop_stats = self._engine.run_loop(**prepared.core_request())
         return self._finish(prepared, out, loop_stats)
 
@@ -226,8 +241,9 @@ class W2SDRuntime:
                     k: r[k]
                     for k in ("unet_calls", "loop_s", "unet_s", "lane", "start_seq", "end_seq")
                 }
-                outputs.append(self._finish(p, r["latents"], stats))
-                many_stats.append(self.last_stats)
+                result = self._finish(p, r["latents"], stats)
+                outputs.append(result.output)
+                many_stats.append(result.stats)
             else:
                 first_error = first_error or r["error"]
                 outputs.append(r["error"])
@@ -238,22 +254,29 @@ class W2SDRuntime:
             raise first_error
         return outputs
 
+    def check(self, request: SampleRequest) -> ResolvedRequest:
+        """Everything ``run`` would check before sampling, without sampling (a server calls
+        it before a request takes a lane)."""
+        spec = self.manifest.spec
+        return request.resolve(spec, lambda steps: ddim_schedule(spec.scheduler, steps))
+
     def _prepare(self, request: SampleRequest) -> _Prepared:
         """Resolve the request against this engine, then encode every role's text."""
         t_start = time.perf_counter()
-        spec = self.manifest.spec
-        plan = request.resolve(spec, lambda steps: ddim_schedule(spec.scheduler, steps))
+        plan = self.check(request)
         t0 = time.perf_counter()
         roles = self._text.roles(plan)
         return _Prepared(plan, roles, t_start, time.perf_counter() - t0)
 
-    def _finish(self, p: _Prepared, out: np.ndarray, loop_stats: dict[str, Any]) -> Any:
+    def _finish(self, p: _Prepared, out: np.ndarray, loop_stats: dict[str, Any]) -> SampleResult:
         """Decode (unless latents were asked for), convert, and record the stats."""
         plan = p.plan
         stats: dict[str, Any] = {
             "seed": plan.seed,
             "num_inference_steps": plan.num_inference_steps,
             "reflection": plan.reflection,
+            "height": plan.height,
+            "width": plan.width,
             "text_encode_s": p.text_encode_s,
             **loop_stats,
         }
@@ -271,4 +294,4 @@ class W2SDRuntime:
                 result = pil[0] if isinstance(plan.request.prompt, str) else pil
         stats["e2e_s"] = time.perf_counter() - p.t_start
         self.last_stats = stats
-        return result
+        return SampleResult(result, stats)
