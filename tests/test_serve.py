@@ -41,7 +41,8 @@ class Server:
     def __init__(self, engine: Path, *args: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile(mode="w+")  # a pipe could fill and stall the server
+        # A file, not a pipe: a full pipe would stall the server. Closed in stop().
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "w2sd", "serve", str(engine), "--port", str(self.port), *args],
             stdout=self.log,
