@@ -29,10 +29,11 @@ def deployment(opts: ServeOptions, replicas: int, **deployment_options: Any) -> 
     @serve.ingress()
     class W2SDDeployment:
         def __init__(self, options: ServeOptions) -> None:
-            self.app, self.service = build_app(options)
+            # Not `self.app`: the ingress wrapper owns that name.
+            self._w2sd_app, self._w2sd_service = build_app(options)
 
         def __serve_build_asgi_app__(self) -> Any:
-            return self.app
+            return self._w2sd_app
 
     return W2SDDeployment.bind(opts)
 
