@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -80,7 +81,8 @@ class Server:
         self.log.close()
 
 
-def _serve(engine: Path, *args: str) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(engine: Path, *args: str) -> Iterator[Server]:
     server = Server(engine, *args)
     try:
         yield server
@@ -90,13 +92,15 @@ def _serve(engine: Path, *args: str) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def server(engine_dir: Path) -> Iterator[Server]:
-    yield from _serve(engine_dir, "--max-n", "3", "--max-prompt-chars", "100")
+    with serving(engine_dir, "--max-n", "3", "--max-prompt-chars", "100") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def tight_server(engine_dir: Path) -> Iterator[Server]:
     """One lane, no queue, a 1.5 s deadline: for 429, 504 and cancellation."""
-    yield from _serve(engine_dir, "--lanes", "1", "--max-queue", "0", "--request-timeout", "1.5")
+    with serving(engine_dir, "--lanes", "1", "--max-queue", "0", "--request-timeout", "1.5") as s:
+        yield s
 
 
 def _post(url: str, body: dict, **kw) -> httpx.Response:  # type: ignore[no-untyped-def,type-arg]
@@ -249,7 +253,7 @@ def test_streaming_sends_a_progress_event_per_step(server):  # type: ignore[no-u
 
 
 def test_api_key(engine_dir):  # type: ignore[no-untyped-def]
-    for s in _serve(engine_dir, "--api-key", "sekrit"):
+    with serving(engine_dir, "--api-key", "sekrit") as s:
         body = {"prompt": PROMPT, **FAST}
         assert _post(s.url, body).status_code == 401
         assert _post(s.url, body, headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -328,3 +332,33 @@ def test_internal_error_is_a_500_and_the_server_keeps_serving(engine_dir):  # ty
     assert second.status_code == 200
     metrics = json.dumps(first.json())
     assert "Traceback" not in metrics
+
+
+def test_max_batch_merges_queued_requests(engine_dir):  # type: ignore[no-untyped-def]
+    """--max-batch: requests queued behind a busy lane run as one batch; each keeps its own
+    seed, and its image matches its unbatched run within the spec's image bound."""
+    from conftest import assert_images_match
+
+    with serving(engine_dir, "--lanes", "1", "--max-batch", "4", "--max-queue", "8") as s:
+        results: dict[int, httpx.Response] = {}
+        slow = {"prompt": PROMPT, "num_inference_steps": 150, "reflection_steps": 0}
+        threads = [threading.Thread(target=lambda: results.update({-1: _post(s.url, slow)}))]
+        threads[0].start()
+        _in_flight_soon(s, 1)
+        prompts = ["a red bicycle", "a blue car", "a cat", "a dog"]
+        for i, p in enumerate(prompts):
+            body = {"prompt": p, "seed": 20 + i, **FAST}
+            threads.append(
+                threading.Thread(target=lambda i=i, b=body: results.update({i: _post(s.url, b)}))
+            )
+            threads[-1].start()
+        for t in threads:
+            t.join(120)
+        assert all(r.status_code == 200 for r in results.values())
+        merged = [results[i].json()["w2sd"]["batched_with"] for i in range(4)]
+        assert max(merged) >= 1, merged
+        rt = W2SDRuntime(engine_dir)
+        for i, p in enumerate(prompts):
+            assert results[i].json()["w2sd"]["seed"] == 20 + i
+            alone = rt.sample(p, seed=20 + i, output_type="np", **FAST)[0]
+            assert_images_match(_pixels(results[i].json()["data"][0]["b64_json"]), alone)

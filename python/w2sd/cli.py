@@ -216,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import ServeOptions, serve
     from .serve.service import ServiceSettings
 
-    for name in ("lanes", "max_n", "max_prompt_chars", "max_body_bytes", "replicas"):
+    for name in ("lanes", "max_batch", "max_n", "max_prompt_chars", "max_body_bytes", "replicas"):
         if getattr(args, name) < 1:
             raise InvalidArgumentError(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_queue < 0 or args.request_timeout <= 0:
@@ -228,7 +228,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         backend=args.backend,
         threads=args.threads,
         service=ServiceSettings(
-            lanes=args.lanes, max_queue=args.max_queue, request_timeout=args.request_timeout
+            lanes=args.lanes,
+            max_queue=args.max_queue,
+            request_timeout=args.request_timeout,
+            max_batch=args.max_batch,
         ),
         limits=Limits(
             max_n=args.max_n,
@@ -371,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="requests running at once (default 1: on a CPU one request already uses every "
         "core; on a GPU 2-4 overlap one request's work with another's)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=1,
+        help="merge requests that differ only in prompt and seed into batches of up to N "
+        "images while the lanes are busy (default 1: off; results may then differ in the "
+        "last bits from an unbatched run)",
     )
     p.add_argument(
         "--max-queue", type=int, default=8, help="requests waiting beyond the lanes (default 8)"

@@ -82,6 +82,7 @@ def _response(result: SampleResult) -> dict[str, Any]:
             "seed": s["seed"],
             "unet_calls": s["unet_calls"],
             "size": f"{s['width']}x{s['height']}",
+            "batched_with": s.get("batched_with", 0),
             "timings": {
                 k.removesuffix("_s"): s[k]
                 for k in ("text_encode_s", "loop_s", "unet_s", "vae_decode_s", "e2e_s")

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..errors import CancelledError, W2SDError
 from ..request import SampleRequest
 from ..runtime import SampleResult, W2SDRuntime
+from .batching import Batcher, BatchJob, run_merged
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class ServiceSettings:
     max_queue: int = 8  # requests waiting for a lane, beyond the ones running
     request_timeout: float = 300.0  # seconds from admission to result
     retry_after: int = 1  # seconds, the Retry-After of a 429
+    max_batch: int = 1  # images per merged batch (batching.py); 1: no merging
+    batch_window: float = 0.005  # seconds to wait for compatible requests when a lane is free
 
 
 class QueueFullError(W2SDError):
@@ -89,6 +92,7 @@ class ImageService:
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
+        self._batcher: Batcher | None = None
         self.accepting = True
 
     @property
@@ -110,16 +114,42 @@ class ImageService:
             self._admitted -= 1
             self.metrics.queue_depth.set(self._admitted - self._running)
 
+    def _count_running(self, delta: int) -> None:
+        with self._lock:
+            self._running += delta
+            self.metrics.in_flight.set(self._running)
+            self.metrics.queue_depth.set(self._admitted - self._running)
+
+    def _run_batch(self, jobs: list[BatchJob]) -> list[Any]:
+        self._count_running(len(jobs))
+        try:
+            return run_merged(self.runtime.run, jobs)
+        finally:
+            self._count_running(-len(jobs))
+
+    def _submit(self, request: SampleRequest, cancel: _Cancel, progress: Any) -> Any:
+        """The future of this request's result: on a lane of its own, or in a batch."""
+        loop = asyncio.get_running_loop()
+        if self.settings.max_batch <= 1:
+            return loop.run_in_executor(self._pool, self._run_on_lane, request, cancel, progress)
+        if self._batcher is None:
+            self._batcher = Batcher(
+                self.settings.lanes,
+                self.settings.max_batch,
+                self.settings.batch_window,
+                lambda jobs: loop.run_in_executor(self._pool, self._run_batch, jobs),
+            )
+        job = BatchJob(self.runtime.check(request), cancel.reason, progress, loop.create_future())
+        self._batcher.put(job)
+        return job.future
+
     def _run_on_lane(
         self, request: SampleRequest, cancel: _Cancel, progress: Callable[[int, int], None] | None
     ) -> SampleResult:
         gone = cancel.reason()
         if gone is not None:  # cancelled while queued
             raise gone
-        with self._lock:
-            self._running += 1
-            self.metrics.in_flight.set(self._running)
-            self.metrics.queue_depth.set(self._admitted - self._running)
+        self._count_running(1)
         try:
 
             def step(done: int, total: int) -> bool:
@@ -132,9 +162,7 @@ class ImageService:
             except CancelledError:
                 raise cancel.reason() or CancelledError("cancelled") from None
         finally:
-            with self._lock:
-                self._running -= 1
-                self.metrics.in_flight.set(self._running)
+            self._count_running(-1)
 
     async def generate(
         self,
@@ -163,8 +191,7 @@ class ImageService:
         status = "error"
         watcher = None
         try:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._pool, self._run_on_lane, request, cancel, progress)
+            future = self._submit(request, cancel, progress)
             if client_gone is not None:
                 watcher = asyncio.create_task(self._watch(client_gone, cancel))
             try:
