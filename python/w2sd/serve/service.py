@@ -34,7 +34,9 @@ class ServiceSettings:
     request_timeout: float = 300.0  # seconds from admission to result
     retry_after: int = 1  # seconds, the Retry-After of a 429
     max_batch: int = 1  # images per merged batch (batching.py); 1: no merging
-    batch_window: float = 0.005  # seconds to wait for compatible requests when a lane is free
+    # Seconds a free lane waits for more compatible requests; 0: merge only those already
+    # queued, so an idle server never waits.
+    batch_window: float = 0.0
 
 
 class QueueFullError(W2SDError):
