@@ -9,6 +9,8 @@
 #   ORT_INCLUDE_DIR   use these ONNX Runtime headers instead of fetching them
 #   W2SD_CUDA         1: build the CUDA kernels/backend, 0: don't, auto (default): if nvcc is found
 #   W2SD_ORT          ONNX Runtime flavour, an extra of the package: cpu (default) or gpu
+#   W2SD_OPENVINO     1 (default with W2SD_ORT=cpu): also install the onnxruntime-openvino
+#                     wheel's library beside it, which the core prefers (CPU + OpenVINO EPs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -56,5 +58,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
   log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda, ONNX Runtime: $ort) into $venv"
   "${pip[@]}" "${build_args[@]}" ".[$ort,test,lint]"
   echo "$want" >"$stamp"
+fi
+# The OpenVINO EP (`--backend openvino`, bf16 on CPUs that have it): the onnxruntime-openvino
+# wheel installed beside the onnxruntime module, not as a module (the two would clash);
+# the core loads its library (python/w2sd/ort_library.py).
+ov_version=1.24.1
+ov_dir=$venv/opt/onnxruntime-openvino
+if [ "$ort" = cpu ] && [ "${W2SD_OPENVINO:-1}" = 1 ] \
+    && [ ! -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ]; then
+  log "installing the OpenVINO execution provider (onnxruntime-openvino $ov_version) in $ov_dir"
+  rm -rf "$ov_dir"
+  if ! "${pip[@]}" --no-deps --target "$ov_dir" "onnxruntime-openvino==$ov_version"; then
+    rm -rf "$ov_dir"
+    log "no onnxruntime-openvino $ov_version wheel for this Python/platform: backend 'openvino' unavailable"
+  fi
 fi
 log "ready: $venv/bin/w2sd"

@@ -99,7 +99,7 @@ def test_info_backends_says_why(engine_dir):  # type: ignore[no-untyped-def]
     from w2sd import backend_status
 
     lines = w2sd("info", "--backends").stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["cpu", "cuda", "tensorrt"]
+    assert [line.split()[0] for line in lines] == ["cpu", "openvino", "cuda", "tensorrt"]
     for status, line in zip(backend_status(), lines, strict=True):
         if status.available:
             assert line.endswith("available")

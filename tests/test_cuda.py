@@ -94,7 +94,7 @@ def test_gpu_backends_match_the_machine():  # type: ignore[no-untyped-def]
             )
         return
     assert _core.cuda_device_count() == 0
-    assert w2sd.available_backends() == ["cpu"]
+    assert not {"cuda", "tensorrt"} & set(w2sd.available_backends())
     for backend in ("cuda", "tensorrt"):
         assert not status[backend].available
         expected = "no CUDA device" if _core.cuda_compiled() else "no CUDA support"

@@ -119,7 +119,7 @@ def test_missing_ort_library(engine_dir, monkeypatch, tmp_path):  # type: ignore
         W2SDRuntime(engine_dir)
     assert available_backends() == []
     status = backend_status()
-    assert [s.name for s in status] == ["cpu", "cuda", "tensorrt"]
+    assert [s.name for s in status] == ["cpu", "openvino", "cuda", "tensorrt"]
     assert all("libonnxruntime.so.404: no such file" in s.reason for s in status)
 
 

@@ -18,8 +18,9 @@ const char* ort_provider_name(const std::string& provider) {
   if (provider == "cpu") return "CPUExecutionProvider";
   if (provider == "cuda") return "CUDAExecutionProvider";
   if (provider == "tensorrt") return "TensorrtExecutionProvider";
+  if (provider == "openvino") return "OpenVINOExecutionProvider";
   detail::throw_error(ErrorCode::kInvalidArgument, "backend: unknown backend '", provider,
-                      "' (known: cpu, cuda, tensorrt)");
+                      "' (known: cpu, openvino, cuda, tensorrt)");
 }
 
 }  // namespace
@@ -27,7 +28,8 @@ const char* ort_provider_name(const std::string& provider) {
 BackendAvailability backend_availability(const std::string& provider) {
   const char* ort_name = ort_provider_name(provider);
   BackendAvailability result;
-  if (provider != "cpu") {
+  const bool host = provider == "cpu" || provider == "openvino";
+  if (!host) {
 #ifdef W2SD_WITH_CUDA
     if (cuda::device_count() == 0) {
       result.reason = "no CUDA device is visible (no driver, or no GPU)";
@@ -42,8 +44,23 @@ BackendAvailability backend_availability(const std::string& provider) {
   const std::vector<std::string> providers = Ort::GetAvailableProviders();
   if (std::find(providers.begin(), providers.end(), ort_name) == providers.end()) {
     result.reason = std::string("the ONNX Runtime library ") + lib.path + " (" + lib.version +
-                    ") has no " + ort_name + " (install onnxruntime-gpu for cuda/tensorrt)";
+                    ") has no " + ort_name +
+                    (provider == "openvino" ? " (install w2sd-runtime[openvino])"
+                                            : " (install w2sd-runtime[gpu])");
     return result;
+  }
+  if (provider == "openvino") {
+    // Listed is not loaded: appending the EP loads its provider library and OpenVINO.
+    OrtBackendConfig probe;
+    probe.library_path = lib.path;
+    probe.execution_provider = "openvino";
+    probe.provider_options = {{"device_type", "CPU"}};
+    try {
+      host_session_options(probe);
+    } catch (const W2sdError& e) {
+      result.reason = e.what();
+      return result;
+    }
   }
   result.available = true;
   return result;
@@ -55,9 +72,12 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
     detail::throw_error(ErrorCode::kBackend, "backend '", config.provider,
                         "' is not available: ", availability.reason);
   }
-  if (config.provider == "cpu") {
-    return std::make_unique<Engine>(std::make_unique<OrtBackend>(config.models),
-                                    make_host_executor(), config.scheduler);
+  if (config.provider == "cpu" || config.provider == "openvino") {
+    OrtBackendConfig models = config.models;
+    models.execution_provider = config.provider;
+    models.provider_options = config.provider_options;
+    return std::make_unique<Engine>(std::make_unique<OrtBackend>(models), make_host_executor(),
+                                    config.scheduler);
   }
 #ifdef W2SD_WITH_CUDA
   OrtCudaBackendConfig cc;

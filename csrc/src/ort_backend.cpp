@@ -2,6 +2,7 @@
 
 #include <array>
 #include <filesystem>
+#include <unordered_map>
 
 #include "ort_session.h"
 #include "w2sd/ort_library.h"
@@ -18,10 +19,9 @@ struct OrtBackend::Impl {
   std::unique_ptr<NamedSession> vae_decoder;
 };
 
-OrtBackend::OrtBackend(const OrtBackendConfig& config) {
+Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
   load_ort_library(config.library_path);
-  W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
-  impl_ = std::make_unique<Impl>();
+  shared_env();  // execution providers log through the environment: it must exist first
   Ort::SessionOptions options = ort_call("session options", [&] {
     Ort::SessionOptions o;
     o.SetIntraOpNumThreads(config.intra_op_threads);
@@ -29,6 +29,26 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
         static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
     return o;
   });
+  if (config.execution_provider == "openvino") {
+    const std::unordered_map<std::string, std::string> opts(config.provider_options.begin(),
+                                                            config.provider_options.end());
+    try {
+      options.AppendExecutionProvider_OpenVINO_V2(opts);
+    } catch (const Ort::Exception& e) {
+      detail::throw_error(ErrorCode::kBackend, "OpenVINO execution provider: ", e.what());
+    }
+  } else {
+    W2SD_CHECK_ARG(config.execution_provider == "cpu", "unknown host execution provider '",
+                   config.execution_provider, "'");
+  }
+  return options;
+}
+
+OrtBackend::OrtBackend(const OrtBackendConfig& config) {
+  load_ort_library(config.library_path);
+  W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
+  impl_ = std::make_unique<Impl>();
+  const Ort::SessionOptions options = host_session_options(config);
   const size_t n_unet_inputs = config.unet_names.inputs.size();
   W2SD_CHECK_ARG(n_unet_inputs == 3 || n_unet_inputs == 5,
                  "UNet inputs must be 3 (SD) or 5 (SDXL) names, got ", n_unet_inputs);

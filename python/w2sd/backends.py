@@ -8,7 +8,7 @@ from .errors import BackendError, InvalidArgumentError, W2SDError
 from .native import core
 from .ort_library import find_ort_library
 
-BACKENDS = ("cpu", "cuda", "tensorrt")
+BACKENDS = ("cpu", "openvino", "cuda", "tensorrt")
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     from .engines.build import build_engine
 
-    build_engine(args.engine_dir, args.backend)
+    build_engine(args.engine_dir, args.backend, precision=args.precision)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -339,10 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         help="prepare an engine dir for a backend",
         description="Prepare backend artifacts in an engine dir. cpu: ONNX Runtime "
-        "graph-optimised models, so that loading does no optimisation work.",
+        "graph-optimised models, so that loading does no optimisation work. openvino: "
+        "OpenVINO compiled-model cache for this CPU, bf16 where the CPU supports it. cuda: "
+        "fp16 models. tensorrt: TensorRT engines.",
     )
     p.add_argument("engine_dir", help="engine dir made by `w2sd export`")
-    p.add_argument("--backend", default="cpu", help="backend to build (default: cpu)")
+    p.add_argument(
+        "--backend",
+        default="cpu",
+        help="backend to build: cpu, openvino, cuda, tensorrt (default: cpu)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default=None,
+        help="openvino only: bf16 (the default where the CPU has amx_bf16/avx512_bf16) or fp32",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(

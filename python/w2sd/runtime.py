@@ -105,6 +105,7 @@ class W2SDRuntime:
             raise EngineDirError(f"{self.manifest.root}: {backend} build lacks {missing}; rebuild")
         tokenizers = sorted({e.tokenizer for e in spec.text.encoders})
         self.manifest.verify(sorted(built.artifacts) + tokenizers, full=verify_checksums)
+        facts = built.model_extra or {}
 
         def path(name: str) -> str:
             return str(self.manifest.path(files[name]))
@@ -118,7 +119,7 @@ class W2SDRuntime:
             vae_decoder_path=path("vae_decoder"),
             **scheduler_kwargs(spec.scheduler),
             intra_op_threads=threads or 0,
-            graph_optimization_level=_ORT_LEVEL_ALL,
+            graph_optimization_level=int(facts.get("graph_optimization_level", _ORT_LEVEL_ALL)),
             provider=backend,
             device_id=device_id,
             lanes=self.lanes,
@@ -129,12 +130,13 @@ class W2SDRuntime:
         self.last_many_stats: list[dict[str, Any] | None] = []
 
     def _provider_options(self, built: BackendBuild) -> dict[str, str]:
-        """TensorRT: the build's options, with cache paths inside this engine dir."""
-        if self.backend != "tensorrt":
-            return {}
-        opts = dict(getattr(built, "provider_options", None) or {})
-        cache = str(self.manifest.path("tensorrt/cache"))
-        opts.update(trt_engine_cache_path=cache, trt_timing_cache_path=cache)
+        """The build's provider options, with cache paths inside this engine dir."""
+        opts = dict((built.model_extra or {}).get("provider_options") or {})
+        if self.backend == "tensorrt":
+            cache = str(self.manifest.path("tensorrt/cache"))
+            opts.update(trt_engine_cache_path=cache, trt_timing_cache_path=cache)
+        elif self.backend == "openvino":
+            opts["cache_dir"] = str(self.manifest.path("openvino/cache"))
         return opts
 
     # -- facts ----------------------------------------------------------------------

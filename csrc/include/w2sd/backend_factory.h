@@ -14,12 +14,13 @@
 namespace w2sd {
 
 struct EngineConfig {
-  std::string provider = "cpu";  // "cpu", "cuda" or "tensorrt"
+  std::string provider = "cpu";  // "cpu", "openvino", "cuda" or "tensorrt"
   OrtBackendConfig models;       // model paths, I/O names, library, threads
   SchedulerConfig scheduler;
   int device_id = 0;  // CUDA device (GPU providers)
   int lanes = 1;      // GPU providers: concurrent requests, each with its stream and UNet sessions
-  // GPU providers: extra provider options (TensorRT: trt_fp16_enable, cache paths, ...).
+  // Provider options (OpenVINO: precision, load_config, cache_dir; TensorRT: trt_fp16_enable,
+  // cache paths, ...).
   std::vector<std::pair<std::string, std::string>> provider_options;
 };
 

@@ -1,12 +1,15 @@
-// InferenceBackend on ONNX Runtime (CPU execution provider): one session per
-// distinct UNet artifact, one for the text encoder, one for the VAE decoder.
+// InferenceBackend on ONNX Runtime with host memory: the CPU execution provider,
+// or the OpenVINO one (CPU device; bf16 through OpenVINO's load_config). One
+// session per distinct UNet artifact, per text encoder, one for the VAE decoder.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "w2sd/inference_backend.h"
+#include "w2sd/ort_api.h"
 
 namespace w2sd {
 
@@ -27,7 +30,16 @@ struct OrtBackendConfig {
   int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
   // 0 disable, 1 basic, 2 extended, 99 all (GraphOptimizationLevel)
   int graph_optimization_level = 99;
+  // Host execution provider: "cpu" (ONNX Runtime's own kernels) or "openvino".
+  std::string execution_provider = "cpu";
+  // Options of that provider as key/value strings (OpenVINO: device_type, precision,
+  // load_config, cache_dir, num_of_threads, num_streams).
+  std::vector<std::pair<std::string, std::string>> provider_options;
 };
+
+// Session options for `config` (threads, optimisation level, execution provider);
+// throws kBackend naming the provider if it cannot be appended.
+Ort::SessionOptions host_session_options(const OrtBackendConfig& config);
 
 class OrtBackend final : public InferenceBackend {
  public:

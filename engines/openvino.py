@@ -1,0 +1,111 @@
+"""``w2sd build ENGINE_DIR --backend openvino [--precision bf16|fp32]``: ONNX Runtime's
+OpenVINO execution provider on the CPU.
+
+OpenVINO takes the exported ONNX models as they are (ONNX Runtime's own graph
+optimisations are off: its fused contrib ops are not OpenVINO ops), compiles them for
+this CPU and caches the compiled models in ``openvino/cache`` so that later loads skip
+compilation. bf16 comes through OpenVINO's ``load_config``
+(``{"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}``); it is the default where the CPU has
+bf16 instructions (``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo), fp32 otherwise.
+The cache is rewritten by OpenVINO when it sees a new CPU or shape, so it is kept out of
+checksum verification; the models it is built from are verified as exported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from w2sd.errors import InvalidArgumentError
+from w2sd.manifest import Manifest
+
+from .cpu import model_sources
+
+BACKEND = "openvino"
+PRECISIONS = ("bf16", "fp32")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+CACHE = f"{BACKEND}/cache"
+GRAPH_OPTIMIZATION_DISABLED = 0
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def choose_precision(requested: str | None, flags: set[str]) -> tuple[str, str]:
+    """(precision, why): bf16 where the CPU has bf16 instructions, else fp32."""
+    have = sorted(f for f in BF16_FLAGS if f in flags)
+    if requested is not None and requested not in PRECISIONS:
+        raise InvalidArgumentError(
+            f"--precision: unknown {requested!r} (known: {', '.join(PRECISIONS)})",
+            param="precision",
+        )
+    if requested == "fp32":
+        return "fp32", "asked for"
+    if have:
+        return "bf16", f"this CPU has {', '.join(have)}"
+    reason = f"this CPU has none of {', '.join(BF16_FLAGS)}: bf16 would be emulated, not faster"
+    if requested == "bf16":
+        raise InvalidArgumentError(f"--precision bf16: {reason}", param="precision")
+    return "fp32", reason
+
+
+def provider_options(precision: str) -> dict[str, str]:
+    """OpenVINO EP options (cache_dir is added at load time, inside the engine dir)."""
+    hint = "bf16" if precision == "bf16" else "f32"
+    options = {
+        "device_type": "CPU",
+        "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": hint}}),
+    }
+    if precision == "fp32":
+        options["precision"] = "FP32"
+    return options
+
+
+def build_openvino(
+    manifest: Manifest,
+    log: Callable[[str], None] | None = None,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """Record the build, then load it once so that OpenVINO fills the compiled-model cache."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    chosen, why = choose_precision(precision, cpu_flags())
+    log(f"openvino: precision {chosen} ({why})")
+    root = manifest.root
+    sources = model_sources(manifest)
+    models = sorted(
+        rel
+        for rel in manifest.spec.artifacts
+        if any(rel.startswith(src.rsplit("/", 1)[0] + "/") for src in sources.values())
+    )
+    manifest.verify(models, full=True)
+    shutil.rmtree(root / BACKEND, ignore_errors=True)
+    (root / CACHE).mkdir(parents=True)
+    entry = {
+        "files": sources,
+        # The exported models, verified like any build's artifacts.
+        "artifacts": {rel: manifest.spec.artifacts[rel].model_dump() for rel in models},
+        "precision": chosen,
+        "precision_reason": why,
+        "provider_options": provider_options(chosen),
+        "graph_optimization_level": GRAPH_OPTIMIZATION_DISABLED,
+        "mutable": [CACHE],
+    }
+    manifest.record_build(BACKEND, entry)
+    log("openvino: compiling every model once to fill the cache")
+    from w2sd.runtime import W2SDRuntime
+
+    W2SDRuntime(root, backend=BACKEND)
+    log(f"built backend '{BACKEND}' in {root / BACKEND}")
+    return entry
