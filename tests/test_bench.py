@@ -60,11 +60,15 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     assert r["workload"] == "tiny" and r["unet_calls"] == 10 + 2 * 5
     assert set(r["e2e_s"]) == {"median", "min", "max"}
     assert set(r["stages_s"]) == {"text_encode", "loop", "vae_decode"}
-    assert set(r["baselines"]) == {"diffusers", "ort-python", "ddim"}
+    assert set(r["baselines"]) == {"diffusers", "diffusers-bf16", "ort-python", "ddim"}
+    assert r["precision"] == "fp32" and r["interleaved_rounds"] == 1
+    assert isinstance(r["machine"]["isa_flags"], list) and r["machine"]["cpu"]
     for name, b in r["baselines"].items():
         assert b["speedup"] == b["e2e_s"]["median"] / r["e2e_s"]["median"], name
     assert r["baselines"]["ddim"]["unet_calls"] == 20
     assert set(r["roofline"]) >= {"unet_gflop", "achieved_gflops", "peak_gflops", "fraction"}
+    assert r["roofline"]["fp32_peak_gflops"] == r["roofline"]["peak_gflops"]
+    assert r["roofline"]["bf16_peak_gflops"] is None  # measured only when bf16 is in use
     assert r["roofline"]["unet_gflop"] > 0 and r["roofline"]["peak_gflops"] > 0
     assert r["throughput"]["concurrency"] == 2
     assert png.stat().st_size > 0 and "w2sd runtime" in proc.stdout

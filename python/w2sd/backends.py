@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import BackendError, InvalidArgumentError, W2SDError
 from .native import core
-from .ort_library import find_ort_library
+from .ort_library import find_ort_library, openvino_library
 
 BACKENDS = ("cpu", "openvino", "cuda", "tensorrt")
 
@@ -37,6 +37,9 @@ def backend_status() -> list[BackendStatus]:
     result = []
     for b in BACKENDS:
         available, reason = core().backend_availability(b)
+        side = openvino_library()
+        if b == "openvino" and not available and side is not None:
+            reason += f"; or run with W2SD_ORT_LIBRARY={side}"
         result.append(BackendStatus(b, bool(available), str(reason)))
     return result
 

@@ -448,12 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default=None, help="named workload: tiny or sd15-256")
     p.add_argument("--steps", type=int, default=None, help="T (default: the workload's/engine's)")
     p.add_argument("--reflection-steps", type=int, default=None, help="λ (default: likewise)")
-    p.add_argument("--repeat", type=int, default=3, help="measured runs (default 3)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="interleaved rounds: each runs every system once, after its warm-up (default 3)",
+    )
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs (default 1)")
     p.add_argument(
         "--baselines",
-        default="diffusers,ort-python,ddim",
-        help="comma-separated: diffusers, ort-python, ddim (default: all; '' for none)",
+        default="diffusers,diffusers-bf16,ort-python,ddim",
+        help="comma-separated: diffusers (fp32), diffusers-bf16 (torch.autocast bf16), "
+        "ort-python, ddim (default: all; '' for none)",
     )
     p.add_argument(
         "--concurrency",

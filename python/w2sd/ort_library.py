@@ -1,10 +1,13 @@
 """Locate ONNX Runtime's shared library inside an installed wheel, without importing it.
 
-Order: ``$W2SD_ORT_LIBRARY``; then the OpenVINO wheel's library installed beside the
-package's own ONNX Runtime (``<venv>/opt/onnxruntime-openvino``, as ``scripts/setup.sh``
-does: it has the CPU and the OpenVINO execution providers, and is never imported as a
-Python module, so it does not clash with the ``onnxruntime`` wheel); then the library of
-the installed ``onnxruntime`` / ``onnxruntime-gpu`` / ``onnxruntime-openvino`` package."""
+Order: ``$W2SD_ORT_LIBRARY``, then the library of the installed ``onnxruntime`` /
+``onnxruntime-gpu`` / ``onnxruntime-openvino`` package.
+
+``scripts/setup.sh`` also installs the OpenVINO wheel's library beside the ``onnxruntime``
+module (``<venv>/opt/onnxruntime-openvino``, never imported): point ``W2SD_ORT_LIBRARY`` at
+it (``openvino_library()``) to run ``--backend openvino`` (and ``cpu``) on it. Do not import
+the Python ``onnxruntime`` module in such a process: two ONNX Runtime builds with
+OpenVINO's provider library in one process crashed or hung here."""
 
 from __future__ import annotations
 
@@ -26,6 +29,11 @@ def _library_in(capi: Path) -> Path | None:
     return max(candidates, key=lambda p: len(p.name)) if candidates else None
 
 
+def openvino_library() -> Path | None:
+    """The OpenVINO wheel's library installed beside the package by scripts/setup.sh."""
+    return _library_in(SIDE_OPENVINO) if SIDE_OPENVINO.is_dir() else None
+
+
 def find_ort_library() -> Path:
     """$W2SD_ORT_LIBRARY, else capi/libonnxruntime.so.* of the onnxruntime(-gpu) package."""
     override = os.environ.get(ENV_VAR)
@@ -34,9 +42,6 @@ def find_ort_library() -> Path:
         if not path.is_file():
             raise NotFoundError(f"{ENV_VAR}={override}: no such file")
         return path
-    side = _library_in(SIDE_OPENVINO) if SIDE_OPENVINO.is_dir() else None
-    if side is not None:
-        return side
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise NotFoundError(

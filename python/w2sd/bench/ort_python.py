@@ -19,8 +19,10 @@ class OrtPythonW2SD:
         self.m = load_manifest(engine_dir)
         spec = self.spec = self.m.spec
         opts = ort.SessionOptions()
+        # The afternoon loop uses ONNX Runtime's own CPU kernels next to the openvino backend.
         providers = {
             "cpu": ["CPUExecutionProvider"],
+            "openvino": ["CPUExecutionProvider"],
             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
         }[backend]

@@ -18,9 +18,10 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def table(result: dict[str, Any]) -> str:
     r = result
     lines = [
-        f"workload {r['workload']} | backend {r['backend']} | T={r['num_inference_steps']} "
-        f"λ={r['reflection_steps']} | {r['unet_calls']} UNet calls | repeat {r['repeat']} "
-        f"after {r['warmup']} warm-up",
+        f"workload {r['workload']} | backend {r['backend']} ({r.get('precision', 'fp32')}) | "
+        f"T={r['num_inference_steps']} λ={r['reflection_steps']} | {r['unet_calls']} UNet calls | "
+        f"{r['repeat']} interleaved rounds, {r['warmup']} warm-up each",
+        f"cpu: {r['machine'].get('cpu', '?')} | isa: {' '.join(r['machine'].get('isa_flags', []))}",
         "",
         f"{'system':<14} {'e2e median':>10} {'min':>8} {'max':>8} {'text':>8} {'loop':>8} "
         f"{'vae':>8} {'peak RSS':>9} {'speedup':>8}",

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from ..errors import InvalidArgumentError, W2SDError
 from ..manifest import ROLES, Manifest, load_manifest
 from .workloads import WORKLOADS, prepare
 
-BASELINES = ("diffusers", "ort-python", "ddim")
+BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+# ISA flags that decide what a CPU can do fast (reported with every result).
+ISA_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
 PROMPT = "a red bicycle in front of a house, photo"
 
 
@@ -54,9 +57,11 @@ def machine_info() -> dict[str, Any]:
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and "cpu" not in info:
                 info["cpu"] = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and "isa_flags" not in info:
+                present = set(line.split(":", 1)[1].split())
+                info["isa_flags"] = [f for f in ISA_FLAGS if f in present]
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 info["memory_bytes"] = int(line.split()[1]) * 1024
@@ -185,11 +190,45 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "backend": opts.backend,
     }
 
-    log(f"bench {name}: runtime (T={steps}, λ={reflection}, {opts.repeat} runs)")
-    rt = _worker({**base, "kind": "runtime", "concurrency": opts.concurrency})
+    systems: dict[str, dict[str, Any]] = {"runtime": {**base, "kind": "runtime"}}
+    for b in opts.baselines:
+        if b == "ddim":
+            systems[b] = {
+                **base,
+                "kind": "runtime",
+                "steps": steps + 2 * reflection,
+                "reflection": 0,
+            }
+        elif b == "ort-python":
+            systems[b] = {**base, "kind": "ort-python"}
+        else:
+            found = _sources_and_loras(m)
+            if found is None:
+                log(f"bench: skipping {b} (the engine's source folders are gone)")
+                continue
+            systems[b] = {
+                **base,
+                "kind": "diffusers",
+                "sources": found[0],
+                "loras": found[1],
+                "autocast": b == "diffusers-bf16",
+            }
+    # Interleaved rounds (A B C, A B C, ...): each round runs every system once, in a fresh
+    # process (its own peak memory) after its warm-up, so machine drift hits all alike.
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in systems}
+    for r in range(opts.repeat):
+        for key, cfg in systems.items():
+            log(f"bench {name}: round {r + 1}/{opts.repeat}: {key}")
+            runs[key].append(_worker({**cfg, "repeat": 1, "concurrency": 1}))
+    rt = _aggregate(runs["runtime"])
+    if opts.concurrency > 1:
+        log(f"bench {name}: runtime, {opts.concurrency} requests in flight")
+        concurrent = _worker({**systems["runtime"], "repeat": 1, "concurrency": opts.concurrency})
+        rt["throughput"] = concurrent["throughput"]
     result: dict[str, Any] = {
         "workload": name,
         "backend": opts.backend,
+        "precision": _precision(m, opts.backend),
         "num_inference_steps": steps,
         "reflection_steps": reflection,
         "height": height,
@@ -197,40 +236,58 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "guidance": guidance,
         "repeat": opts.repeat,
         "warmup": opts.warmup,
+        "interleaved_rounds": opts.repeat,
         **rt,
         "machine": machine_info(),
         "baselines": {},
     }
     median = rt["e2e_s"]["median"]
-    for b in opts.baselines:
-        if b == "ddim":
-            log(f"bench {name}: baseline ddim (T={steps + 2 * reflection}, λ=0)")
-            res = _worker(
-                {**base, "kind": "runtime", "steps": steps + 2 * reflection, "reflection": 0}
-            )
-        elif b == "ort-python":
-            log(f"bench {name}: baseline ort-python")
-            res = _worker({**base, "kind": "ort-python"})
-        else:
-            found = _sources_and_loras(m)
-            if found is None:
-                log("bench: skipping the diffusers baseline (the engine's source folders are gone)")
-                continue
-            log(f"bench {name}: baseline diffusers (PyTorch eager)")
-            res = _worker({**base, "kind": "diffusers", "sources": found[0], "loras": found[1]})
-        res["speedup"] = res["e2e_s"]["median"] / median
-        result["baselines"][b] = res
+    for key in systems:
+        if key != "runtime":
+            res = _aggregate(runs[key])
+            res["speedup"] = res["e2e_s"]["median"] / median
+            result["baselines"][key] = res
 
     log(f"bench {name}: roofline")
     unet_gflop, loop_gflop = _loop_gflop(m, engine, latent, steps, reflection, guidance)
-    peak = _worker({"kind": "peak"})
+    bf16 = result["precision"] == "bf16"
+    peak = _worker({"kind": "peak", "bf16": bf16})
     achieved = loop_gflop / (rt["unet_call_s"] * rt["unet_calls"])
+    peak_in_use = peak["bf16_peak_gflops"] if bf16 else peak["peak_gflops"]
     result["roofline"] = {
         "unet_gflop": unet_gflop,
         "loop_gflop": loop_gflop,
         "achieved_gflops": achieved,
-        "peak_gflops": peak["peak_gflops"],
-        "peak_source": f"ONNX Runtime fp32 MatMul {peak['matmul_n']}^3",
-        "fraction": achieved / peak["peak_gflops"],
+        "peak_gflops": peak_in_use,
+        "fp32_peak_gflops": peak["peak_gflops"],
+        "bf16_peak_gflops": peak["bf16_peak_gflops"],
+        "peak_source": (
+            f"torch bf16 matmul {peak['matmul_n']}^3"
+            if bf16
+            else f"ONNX Runtime fp32 MatMul {peak['matmul_n']}^3"
+        ),
+        "fraction": achieved / peak_in_use,
     }
     return result
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's rounds: median (min, max) end to end, median stages, peak of peaks."""
+    e2e = [r["e2e_s"]["median"] for r in runs]
+    out = dict(runs[0])
+    out["e2e_s"] = {"median": statistics.median(e2e), "min": min(e2e), "max": max(e2e)}
+    out["stages_s"] = {
+        k: statistics.median(r["stages_s"][k] for r in runs) for k in out["stages_s"]
+    }
+    out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
+    for key in ("unet_call_s", "loop_overhead_s"):
+        if key in out:
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
+def _precision(m: Manifest, backend: str) -> str:
+    """The arithmetic precision the runtime's backend computes in."""
+    build = m.backends.get(backend)
+    recorded = (build.model_extra or {}).get("precision") if build is not None else None
+    return str(recorded or "fp32")

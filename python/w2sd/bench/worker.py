@@ -137,6 +137,12 @@ def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The diffusers reference in fp32, or (``autocast``) under torch.autocast in the reduced
+    precision a user would pick: bf16 on CPU."""
+    import contextlib
+
+    import torch
+
     from ..lora import LoraSpec
     from ..reference import W2SDReference
 
@@ -145,7 +151,17 @@ def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
         cfg["sources"]["strong"], cfg["sources"]["weak"], cfg["sources"]["denoiser"], **loras
     )
     kw = _sample_kwargs(cfg)
-    e2e, outs = _measure(cfg, lambda: ref.sample(cfg["prompt"], **kw))
+    precision = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if cfg.get("autocast")
+        else contextlib.nullcontext()
+    )
+
+    def one_run() -> Any:
+        with precision:
+            return ref.sample(cfg["prompt"], **kw)
+
+    e2e, outs = _measure(cfg, one_run)
     out = outs[-1]
     stages = [o.stages_s for o in outs]
     return {
@@ -156,8 +172,23 @@ def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _bf16_peak(n: int, repeat: int) -> float:
+    """bf16 matmul GFLOP/s with torch (oneDNN: AMX/AVX512-BF16 where the CPU has them)."""
+    import torch
+
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    torch.matmul(a, a)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        torch.matmul(a, a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
-    """fp32 matmul GFLOP/s with ONNX Runtime's MatMul (the kernels the runtime uses)."""
+    """fp32 matmul GFLOP/s with ONNX Runtime's MatMul (the kernels the runtime uses), and
+    bf16 matmul GFLOP/s with torch."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -181,7 +212,13 @@ def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         sess.run(None, feed)
         times.append(time.perf_counter() - t0)
-    return {"peak_gflops": 2 * n**3 / min(times) / 1e9, "matmul_n": n}
+    return {
+        "peak_gflops": 2 * n**3 / min(times) / 1e9,
+        # Only where bf16 is in use: on a CPU without bf16 instructions it is emulated and
+        # takes minutes.
+        "bf16_peak_gflops": _bf16_peak(n, cfg.get("repeat", 10)) if cfg.get("bf16") else None,
+        "matmul_n": n,
+    }
 
 
 KINDS = {

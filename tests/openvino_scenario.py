@@ -1,0 +1,66 @@
+"""OpenVINO backend scenario for tests/test_openvino.py, in its own process: the core runs
+on the OpenVINO wheel's library (W2SD_ORT_LIBRARY), and the Python onnxruntime module is
+never imported here (two ONNX Runtime builds in one process crash or hang).
+
+usage: python openvino_scenario.py ENGINE_COPY PRECISION|default OUT.npz
+Builds the openvino backend into ENGINE_COPY, samples, and saves what it got."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from w2sd import W2SDRuntime
+from w2sd.engines.build import build_engine
+from w2sd.latents import initial_latents
+
+KW = dict(num_inference_steps=10, reflection_steps=5, strong_guidance=7.5, weak_guidance=5.0)
+
+
+def main() -> int:
+    engine, precision, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    build_engine(
+        engine,
+        "openvino",
+        log=lambda m: None,
+        precision=None if precision == "default" else precision,
+    )
+    rt = W2SDRuntime(engine, backend="openvino")
+    x = initial_latents(4, (1, 4, 8, 8))
+    result = {}
+    for inversion in ("official", "exact"):
+        result[f"latents_{inversion}"] = rt.sample(
+            "a red bicycle", latents=x, output_type="latent", inversion=inversion, **KW
+        )
+        result[f"images_{inversion}"] = rt.sample(
+            "a red bicycle", latents=x, output_type="np", inversion=inversion, **KW
+        )
+    reqs = [dict(prompt="a cat", seed=s, output_type="latent") for s in range(3)]
+    sequential = np.stack([rt.sample(**r) for r in reqs])
+    result["lanes_equal_sequential"] = np.array(
+        np.array_equal(np.stack(rt.sample_many(reqs, lanes=2)), sequential)
+    )
+    # The cache is OpenVINO's to rewrite: not checksummed, so a stale one is harmless.
+    cache = rt.manifest.path("openvino/cache")
+    blobs = sorted(cache.iterdir())
+    for blob in blobs:
+        blob.write_bytes(b"stale")
+    again = W2SDRuntime(engine, backend="openvino").sample(
+        "a red bicycle", latents=x, output_type="latent", **KW
+    )
+    result["stale_cache_latents"] = again
+    result["cache_blobs"] = np.array(len(blobs))
+    np.savez(out, **result)
+    build = json.loads((rt.manifest.root / "manifest.json").read_text())["backends"]["openvino"]
+    print(
+        json.dumps(
+            {k: build[k] for k in ("precision", "precision_reason", "provider_options", "files")}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
