@@ -267,6 +267,11 @@ def _edited_copy(src: Path, dst: Path, rel: str, **changes: object) -> Path:
             "unet config field 'cross_attention_dim'",
         ),
         ("unet/config.json", {"in_channels": 9}, "unet config field 'in_channels'"),
+        (
+            "tokenizer/tokenizer_config.json",
+            {"model_max_length": 64},
+            "tokenizer field 'max_length' differs \\(77 vs 64\\)",
+        ),
     ],
 )
 def test_incompatible_pair_names_the_field(zoo, tmp_path, rel, changes, message):  # type: ignore[no-untyped-def]
