@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..errors import CancelledError, W2SDError
-from ..request import SampleRequest
+from ..request import ResolvedRequest, SampleRequest
 from ..runtime import SampleResult, W2SDRuntime
 from .batching import Batcher, BatchJob, run_merged
 
@@ -129,7 +129,9 @@ class ImageService:
         finally:
             self._count_running(-len(jobs))
 
-    def _submit(self, request: SampleRequest, cancel: _Cancel, progress: Any) -> Any:
+    def _submit(
+        self, request: SampleRequest, plan: ResolvedRequest, cancel: _Cancel, progress: Any
+    ) -> Any:
         """The future of this request's result: on a lane of its own, or in a batch."""
         loop = asyncio.get_running_loop()
         if self.settings.max_batch <= 1:
@@ -141,7 +143,7 @@ class ImageService:
                 self.settings.batch_window,
                 lambda jobs: loop.run_in_executor(self._pool, self._run_batch, jobs),
             )
-        job = BatchJob(self.runtime.check(request), cancel.reason, progress, loop.create_future())
+        job = BatchJob(plan, cancel.reason, progress, loop.create_future())
         self._batcher.put(job)
         return job.future
 
@@ -177,7 +179,7 @@ class ImageService:
         ``client_gone`` is an async callable polled while the request runs (the HTTP
         request's ``is_disconnected``); ``progress(done, total)`` runs on the lane."""
         try:
-            self.runtime.check(request)  # invalid requests never take a lane
+            plan = self.runtime.check(request)  # invalid requests never take a lane
         except W2SDError:
             self.metrics.requests.labels(status="invalid").inc()
             raise
@@ -193,7 +195,7 @@ class ImageService:
         status = "error"
         watcher = None
         try:
-            future = self._submit(request, cancel, progress)
+            future = self._submit(request, plan, cancel, progress)
             if client_gone is not None:
                 watcher = asyncio.create_task(self._watch(client_gone, cancel))
             try:
