@@ -15,37 +15,26 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from w2sd.errors import InvalidArgumentError
+from w2sd.cpuinfo import bf16_support, cpu_flags
+from w2sd.errors import BackendError, InvalidArgumentError
 from w2sd.manifest import Manifest
 
 from .cpu import model_sources
 
 BACKEND = "openvino"
 PRECISIONS = ("bf16", "fp32")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 CACHE = f"{BACKEND}/cache"
 GRAPH_OPTIMIZATION_DISABLED = 0
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def choose_precision(requested: str | None, flags: set[str]) -> tuple[str, str]:
     """(precision, why): bf16 where the CPU has bf16 instructions, else fp32."""
-    have = sorted(f for f in BF16_FLAGS if f in flags)
     if requested is not None and requested not in PRECISIONS:
         raise InvalidArgumentError(
             f"--precision: unknown {requested!r} (known: {', '.join(PRECISIONS)})",
@@ -53,12 +42,12 @@ def choose_precision(requested: str | None, flags: set[str]) -> tuple[str, str]:
         )
     if requested == "fp32":
         return "fp32", "asked for"
-    if have:
-        return "bf16", f"this CPU has {', '.join(have)}"
-    reason = f"this CPU has none of {', '.join(BF16_FLAGS)}: bf16 would be emulated, not faster"
+    fast, why = bf16_support(flags)
+    if fast:
+        return "bf16", why
     if requested == "bf16":
-        raise InvalidArgumentError(f"--precision bf16: {reason}", param="precision")
-    return "fp32", reason
+        raise InvalidArgumentError(f"--precision bf16: {why}", param="precision")
+    return "fp32", why
 
 
 def provider_options(precision: str) -> dict[str, str]:
@@ -104,8 +93,30 @@ def build_openvino(
     }
     manifest.record_build(BACKEND, entry)
     log("openvino: compiling every model once to fill the cache")
-    from w2sd.runtime import W2SDRuntime
-
-    W2SDRuntime(root, backend=BACKEND)
+    try:
+        _fill_cache(root)
+    except BaseException:
+        # No half-built backend: drop the record and what was written.
+        manifest.spec.backends.pop(BACKEND, None)
+        manifest.save()
+        shutil.rmtree(root / BACKEND, ignore_errors=True)
+        raise
     log(f"built backend '{BACKEND}' in {root / BACKEND}")
     return entry
+
+
+def _fill_cache(root: Path) -> None:
+    """Load the engine once in a fresh process: a process that has imported the
+    ``onnxruntime`` Python module (export, verification) must not also load the OpenVINO
+    wheel's library, the two crash together."""
+    code = (
+        "import sys; from w2sd.runtime import W2SDRuntime; "
+        "W2SDRuntime(sys.argv[1], backend=sys.argv[2])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(root), BACKEND], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
+        tail = tail or f"exit status {proc.returncode}"
+        raise BackendError(f"openvino: loading the built engine failed:\n{tail}")

@@ -1,9 +1,12 @@
 """Diffusers folders (one per role, each with an optional LoRA) -> a w2sd engine dir.
 
 VAE and scheduler come from the strong folder; each role's UNet and text
-encoder(s) from its own folder, the UNet with its LoRA fused at its scale. Roles
-whose (weights, LoRA, scale) coincide share one UNet artifact; identical text
-encoders are exported once (text_encoders.py).
+encoder(s) from its own folder. A LoRA is exported unfused with its scale as a graph
+input (``lora_mode="input"``, the default: roles on the same base weights and LoRA file
+share one artifact and pass their own scale per call) or fused at its role's scale
+(``"fused"``: one artifact per (weights, LoRA, scale)). Identical text encoders are
+exported once (text_encoders.py). Components are exported one at a time, each freed
+before the next (onnx_export.export_component), so peak memory follows the largest one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from w2sd.manifest import (
 )
 
 from . import onnx_export as ox
+from .lora_input import attach_lora_input
 from .text_encoders import (
     EncoderPlan,
     encoder_sets_meta,
@@ -55,11 +59,12 @@ class ExportOptions:
     weak_lora: LoraSpec | None = None
     denoiser_lora: LoraSpec | None = None
     strong_guidance: float = 7.5
-    weak_guidance: float | None = None  # None: strong's if the UNets differ, else 1.0
+    weak_guidance: float | None = None  # None: strong's if the models differ, else 1.0
     denoiser_guidance: float | None = None  # None: strong's
     num_inference_steps: int = 25
     reflection_steps: int = 12
     inversion: str = "official"
+    lora_mode: str = "input"  # "input": LoRA scale as a graph input; "fused": fused per scale
     min_size: int | None = None
     max_size: int | None = None
     force: bool = False
@@ -189,28 +194,59 @@ def _check_roles_compatible(folders: dict[str, Path], family: Family) -> dict[st
     return scheduler
 
 
+LORA_MODES = ("input", "fused")
+
+
+@dataclass
+class UnetGroup:
+    """One UNet artifact: its base folder (the first role's), LoRA and roles."""
+
+    first: str
+    lora: LoraSpec | None
+    roles: list[str] = field(default_factory=list)
+
+
+def _lora_scale(spec: LoraSpec | None) -> float:
+    return 0.0 if spec is None else spec.scale
+
+
+def _same_lora_file(a: LoraSpec, b: LoraSpec) -> bool:
+    return a.path.resolve() == b.path.resolve() or sha256_file(a.path) == sha256_file(b.path)
+
+
 def _unet_groups(
-    folders: dict[str, Path], loras: dict[str, LoraSpec | None]
-) -> tuple[list[str], dict[str, int]]:
-    """Distinct UNet artifacts (each named by its first role) and each role's index."""
-    firsts: list[str] = []
+    folders: dict[str, Path], loras: dict[str, LoraSpec | None], mode: str
+) -> tuple[list[UnetGroup], dict[str, int]]:
+    """Distinct UNet artifacts and each role's index.
+
+    fused: roles share an artifact when weights, LoRA file and scale all match.
+    input: roles share one when their base weights match and they use the same LoRA file
+    or none (a role without the LoRA runs the branch at scale 0, which adds exact zeros)."""
+    groups: list[UnetGroup] = []
     role_unet: dict[str, int] = {}
     for role in ROLES:
-        for idx, first in enumerate(firsts):
-            la, lb = loras[first], loras[role]
-            same_lora = (la is None and lb is None) or (
-                la is not None
-                and lb is not None
-                and la.scale == lb.scale
-                and sha256_file(la.path) == sha256_file(lb.path)
-            )
-            if same_lora and _same_weights(folders[first], folders[role], "unet"):
+        mine = loras[role]
+        for idx, g in enumerate(groups):
+            theirs = g.lora
+            if mode == "fused":
+                fits = (mine is None and theirs is None) or (
+                    mine is not None
+                    and theirs is not None
+                    and mine.scale == theirs.scale
+                    and _same_lora_file(mine, theirs)
+                )
+            else:
+                fits = mine is None or theirs is None or _same_lora_file(mine, theirs)
+            if fits and _same_weights(folders[g.first], folders[role], "unet"):
+                if g.lora is None:
+                    g.lora = mine
+                g.roles.append(role)
                 role_unet[role] = idx
                 break
         else:
-            role_unet[role] = len(firsts)
-            firsts.append(role)
-    return firsts, role_unet
+            role_unet[role] = len(groups)
+            groups.append(UnetGroup(role, mine, [role]))
+    return groups, role_unet
 
 
 def export_engine(opts: ExportOptions) -> Path:
@@ -229,6 +265,10 @@ def export_engine(opts: ExportOptions) -> Path:
         raise InvalidArgumentError(
             f"--out: '{out}' exists and is not empty (use --force to replace)"
         )
+    if opts.lora_mode not in LORA_MODES:
+        raise InvalidArgumentError(
+            f"--lora-mode: unknown {opts.lora_mode!r} (known: {', '.join(LORA_MODES)})"
+        )
     if opts.inversion not in ("official", "exact"):
         raise InvalidArgumentError(f"--inversion: unknown mode {opts.inversion!r}")
     if opts.num_inference_steps <= 0:
@@ -239,7 +279,7 @@ def export_engine(opts: ExportOptions) -> Path:
     model_index = _read_json(folders["strong"] / "model_index.json")
     family = detect_family(model_index)
     scheduler = _check_roles_compatible(folders, family)
-    firsts, role_unet = _unet_groups(folders, loras)
+    groups, role_unet = _unet_groups(folders, loras, opts.lora_mode)
     text_plan = plan_text_encoders(
         folders,
         family,
@@ -248,13 +288,18 @@ def export_engine(opts: ExportOptions) -> Path:
         ),
     )
 
+    # One model for strong and weak: the same artifact at the same LoRA scale (an unfused
+    # LoRA gap shares the artifact but not the scale).
+    same_model = role_unet["weak"] == role_unet["strong"] and _lora_scale(
+        loras["weak"]
+    ) == _lora_scale(loras["strong"])
     weak_guidance = opts.weak_guidance
     if weak_guidance is None:
-        weak_guidance = opts.strong_guidance if role_unet["weak"] != role_unet["strong"] else 1.0
+        weak_guidance = 1.0 if same_model else opts.strong_guidance
     denoiser_guidance = (
         opts.strong_guidance if opts.denoiser_guidance is None else opts.denoiser_guidance
     )
-    if role_unet["weak"] == role_unet["strong"] and weak_guidance == opts.strong_guidance:
+    if same_model and weak_guidance == opts.strong_guidance:
         log(
             "warning: strong and weak use the same UNet and guidance: there is no weak-to-strong "
             "gap unless their prompts differ at sampling time"
@@ -271,7 +316,7 @@ def export_engine(opts: ExportOptions) -> Path:
             family,
             scheduler,
             text_plan,
-            firsts,
+            groups,
             role_unet,
             weak_guidance,
             denoiser_guidance,
@@ -293,7 +338,7 @@ def _export_into(
     family: Family,
     scheduler: dict[str, Any],
     text_plan: EncoderPlan,
-    firsts: list[str],
+    groups: list[UnetGroup],
     role_unet: dict[str, int],
     weak_guidance: float,
     denoiser_guidance: float,
@@ -303,64 +348,117 @@ def _export_into(
     log = opts.log
     strong = folders["strong"]
     n_text = len(text_plan.encoders)
-    total = n_text + 1 + len(firsts)
-    encoders_meta, wrappers = export_text_encoders(text_plan, tmp, log, 1, total)
+    total = n_text + 1 + len(groups)
+    checks: dict[str, float] = {}
+
+    def record(name: str, exported: ox.Exported) -> None:
+        if exported.check is None:
+            return
+        log(f"      {name}: max|onnx - torch| / max|torch| = {exported.check:.2e}")
+        if exported.check > EXPORT_PARITY_BOUND:
+            raise ExportVerificationError(
+                f"exported {name} differs from PyTorch by {exported.check:.2e} of "
+                f"max|ref| (bound {EXPORT_PARITY_BOUND})"
+            )
+        checks[name] = exported.check
+
+    encoders_meta = export_text_encoders(text_plan, tmp, log, 1, total, opts.verify, record)
     text_len = int(encoders_meta[0]["max_length"])
     text_dim = sum(encoders_meta[i]["hidden_size"] for i in text_plan.sets[0][0])
 
     log(f"[{n_text + 1}/{total}] VAE decoder from {strong}")
-    vae = AutoencoderKL.from_pretrained(strong / "vae").eval()
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    ox.export_vae_decoder(vae, tmp / "vae_decoder" / "model.onnx", latent_hw=8)
+    vae_part = ox.vae_decoder_component(
+        lambda: AutoencoderKL.from_pretrained(strong / "vae"), latent_hw=8
+    )
+    vae_part.facts = lambda w: {
+        "latent_channels": int(w.vae.config.latent_channels),
+        "scale": 2 ** (len(w.vae.config.block_out_channels) - 1),
+        "scaling_factor": float(w.vae.config.scaling_factor),
+    }
+    vae_done = ox.export_component(vae_part, tmp / "vae_decoder" / "model.onnx", opts.verify)
+    record("vae_decoder", vae_done)
+    vae = vae_done.facts
+    vae_scale = int(vae["scale"])
 
     unets_meta: list[dict[str, Any]] = []
-    unet_modules = []
+    unet_facts: list[dict[str, Any]] = []
     unet_inputs: tuple[str, ...] = ()
-    for idx, first in enumerate(firsts):
-        roles_here = [r for r in ROLES if role_unet[r] == idx]
-        lora = loras[first]
-        what = f" + LoRA {lora.path.name} at {lora.scale:+g}" if lora else ""
-        log(
-            f"[{n_text + 2 + idx}/{total}] UNet {idx} ({', '.join(roles_here)}) "
-            f"from {folders[first]}{what}"
-        )
-        unet = UNet2DConditionModel.from_pretrained(folders[first] / "unet").eval()
+    role_scales: dict[str, float | None] = {r: None for r in ROLES}
+    for idx, group in enumerate(groups):
+        folder, lora = folders[group.first], group.lora
+        unfused = lora is not None and opts.lora_mode == "input"
+        scales: tuple[float, ...] = ()
+        if unfused:
+            for r in group.roles:
+                spec = loras[r]
+                role_scales[r] = 0.0 if spec is None else spec.scale
+            scales = tuple(
+                dict.fromkeys(s for r in group.roles if (s := role_scales[r]) is not None)
+            )
+        what = ""
         if lora is not None:
-            fuse_unet_lora(family.pipeline_class(), unet, lora)
-        cfg = unet.config
-        if cfg.cross_attention_dim != text_dim:
-            raise InvalidArgumentError(
-                f"{folders[first]}: unet cross_attention_dim {cfg.cross_attention_dim} != text "
-                f"encoder hidden size {text_dim}"
+            what = f" + LoRA {lora.path.name} " + (
+                "unfused, scale as input ("
+                + ", ".join(f"{r} {role_scales[r]:+g}" for r in group.roles)
+                + ")"
+                if unfused
+                else f"fused at {lora.scale:+g}"
             )
-        if cfg.in_channels != vae.config.latent_channels:
-            raise InvalidArgumentError(
-                f"{folders[first]}: unet in_channels {cfg.in_channels} != VAE latent_channels "
-                f"{vae.config.latent_channels}"
-            )
-        rel = f"unet{idx}/model.onnx"
-        unet_inputs = ox.export_unet(unet, tmp / rel, latent_hw=16, text_len=text_len)
-        unets_meta.append(
-            {
-                "file": rel,
-                "source": str(folders[first]),
-                "lora": None
-                if lora is None
-                else {
-                    "file": str(lora.path),
-                    "sha256": sha256_file(lora.path),
-                    "scale": lora.scale,
-                },
-                "roles": roles_here,
-            }
-        )
-        unet_modules.append(unet)
+        step = f"[{n_text + 2 + idx}/{total}]"
+        log(f"{step} UNet {idx} ({', '.join(group.roles)}) from {folder}{what}")
 
-    ref_cfg = unet_modules[0].config
-    added = ox.unet_added_dims(unet_modules[0])
+        def build(
+            folder: Path = folder, lora: LoraSpec | None = lora, unfused: bool = unfused
+        ) -> ox.UnetForExport:
+            unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+            scale = None
+            if lora is not None and unfused:
+                scale = attach_lora_input(family.pipeline_class(), unet, lora)
+            elif lora is not None:
+                fuse_unet_lora(family.pipeline_class(), unet, lora)
+            return ox.UnetForExport(unet, scale)
+
+        def facts(wrapper: torch.nn.Module, folder: Path = folder) -> dict[str, Any]:
+            cfg = wrapper.unet.config
+            if cfg.cross_attention_dim != text_dim:
+                raise InvalidArgumentError(
+                    f"{folder}: unet cross_attention_dim {cfg.cross_attention_dim} != text "
+                    f"encoder hidden size {text_dim}"
+                )
+            if cfg.in_channels != vae["latent_channels"]:
+                raise InvalidArgumentError(
+                    f"{folder}: unet in_channels {cfg.in_channels} != VAE latent_channels "
+                    f"{vae['latent_channels']}"
+                )
+            return {
+                "up_levels": len(cfg.block_out_channels) - 1,
+                "sample_size": int(cfg.sample_size),
+                "added": ox.unet_added_dims(wrapper.unet),
+            }
+
+        rel = f"unet{idx}/model.onnx"
+        part = ox.unet_component(build, latent_hw=16, text_len=text_len, lora_scales=scales)
+        part.facts = facts
+        done = ox.export_component(part, tmp / rel, opts.verify)
+        record(f"unet{idx}", done)
+        unet_inputs = tuple(n for n in done.input_names if n != ox.LORA_SCALE_NAME)
+        unet_facts.append(done.facts)
+        lora_meta = None
+        if lora is not None:
+            lora_meta = {
+                "file": str(lora.path),
+                "sha256": sha256_file(lora.path),
+                "scale": None if unfused else lora.scale,
+                "input": ox.LORA_SCALE_NAME if unfused else None,
+            }
+        unets_meta.append(
+            {"file": rel, "source": str(folder), "lora": lora_meta, "roles": list(group.roles)}
+        )
+
+    added = unet_facts[0]["added"]
     # Traced upsampling assumes latents divisible by 2**(number of UNet upsamplers).
-    size_multiple = vae_scale * 2 ** (len(ref_cfg.block_out_channels) - 1)
-    default_size = int(ref_cfg.sample_size) * vae_scale
+    size_multiple = vae_scale * 2 ** unet_facts[0]["up_levels"]
+    default_size = unet_facts[0]["sample_size"] * vae_scale
     default_size = max(size_multiple, default_size - default_size % size_multiple)
     min_size = opts.min_size or size_multiple
     max_size = opts.max_size or max(default_size * 2, 1024)
@@ -369,20 +467,6 @@ def _export_into(
             raise InvalidArgumentError(f"{name} must be a multiple of {size_multiple}")
     if min_size > max_size:
         raise InvalidArgumentError("--min-size must not exceed --max-size")
-
-    checks: dict[str, float] = {}
-    if opts.verify:
-        log("checking each ONNX model against its PyTorch module")
-        checks = _verify_exports(
-            tmp, encoders_meta, wrappers, vae, unets_meta, unet_modules, text_len
-        )
-        for name, diff in checks.items():
-            log(f"      {name}: max|onnx - torch| / max|torch| = {diff:.2e}")
-            if diff > EXPORT_PARITY_BOUND:
-                raise ExportVerificationError(
-                    f"exported {name} differs from PyTorch by {diff:.2e} of "
-                    f"max|ref| (bound {EXPORT_PARITY_BOUND})"
-                )
 
     artifacts = artifacts_under(tmp, tmp)
     guidance = {
@@ -398,9 +482,9 @@ def _export_into(
             "family": family.name,
             "sources": {r: str(p) for r, p in folders.items()},
             "scheduler": scheduler,
-            "latent_channels": int(vae.config.latent_channels),
+            "latent_channels": int(vae["latent_channels"]),
             "vae_scale_factor": int(vae_scale),
-            "vae_scaling_factor": float(vae.config.scaling_factor),
+            "vae_scaling_factor": float(vae["scaling_factor"]),
             "image": {
                 "default_height": default_size,
                 "default_width": default_size,
@@ -426,6 +510,7 @@ def _export_into(
                     "unet": role_unet[r],
                     "text": text_plan.role_set[r],
                     "guidance": float(guidance[r]),
+                    "lora_scale": role_scales[r],
                 }
                 for r in ROLES
             },
@@ -447,32 +532,3 @@ def _export_into(
             "backends": {},
         }
     )
-
-
-def _verify_exports(
-    root: Path,
-    encoders_meta: list[dict[str, Any]],
-    wrappers: list[ox.TextEncoderForExport],
-    vae: torch.nn.Module,
-    unets_meta: list[dict[str, Any]],
-    unets: list[torch.nn.Module],
-    text_len: int,
-) -> dict[str, float]:
-    gen = torch.Generator().manual_seed(0)
-    checks = {}
-    for meta, wrapper in zip(encoders_meta, wrappers, strict=True):
-        vocab = wrapper.text_encoder.config.vocab_size
-        ids = torch.randint(0, vocab, (2, meta["max_length"]), generator=gen)
-        checks[meta["file"].split("/")[0]] = ox.check_against_torch(
-            root / meta["file"], wrapper, {"input_ids": ids}
-        )
-    z = torch.randn(1, vae.config.latent_channels, 8, 8, generator=gen)
-    checks["vae_decoder"] = ox.check_against_torch(
-        root / "vae_decoder/model.onnx", ox.VaeDecoderForExport(vae), {"latent_sample": z}
-    )
-    for i, (meta, unet) in enumerate(zip(unets_meta, unets, strict=True)):
-        inputs = ox.unet_example_inputs(unet, 2, 16, text_len, seed=i + 1)
-        checks[f"unet{i}"] = ox.check_against_torch(
-            root / meta["file"], ox.UnetForExport(unet), inputs
-        )
-    return checks

@@ -105,34 +105,44 @@ def plan_text_encoders(
 
 
 def export_text_encoders(
-    plan: EncoderPlan, out: Path, log: Callable[[str], None], first_step: int, total: int
-) -> tuple[list[dict[str, Any]], list[ox.TextEncoderForExport]]:
+    plan: EncoderPlan,
+    out: Path,
+    log: Callable[[str], None],
+    first_step: int,
+    total: int,
+    verify: bool,
+    record: Callable[[str, ox.Exported], None],
+) -> list[dict[str, Any]]:
     """Write ``text_encoder{i}/model.onnx`` and ``tokenizer{i}/tokenizer.json`` for every
-    distinct encoder; returns their manifest entries and the wrapped modules (for checks)."""
+    distinct encoder, one at a time (each verified if `verify`, handed to `record`, and
+    freed before the next); returns their manifest entries."""
     meta: list[dict[str, Any]] = []
-    wrappers: list[ox.TextEncoderForExport] = []
     for i, src in enumerate(plan.encoders):
         spec = src.spec
         log(f"[{first_step + i}/{total}] {spec.encoder} from {src.folder} (text encoder {i})")
         tok_rel = f"tokenizer{i}/tokenizer.json"
         (out / tok_rel).parent.mkdir(parents=True, exist_ok=True)
         (out / tok_rel).write_text(src.tokenizer_json, encoding="utf-8")
-        module = spec.model_class().from_pretrained(src.folder / spec.encoder).eval()
-        wrapper = ox.TextEncoderForExport(module, spec.hidden, spec.pooled)
+
+        def build(src: EncoderSource = src) -> ox.TextEncoderForExport:
+            module = src.spec.model_class().from_pretrained(src.folder / src.spec.encoder)
+            return ox.TextEncoderForExport(module.eval(), src.spec.hidden, src.spec.pooled)
+
         rel = f"text_encoder{i}/model.onnx"
-        ox.export_text_encoder(wrapper, out / rel, src.facts["max_length"])
-        wrappers.append(wrapper)
+        component = ox.text_encoder_component(build, src.facts["max_length"], spec.pooled)
+        exported = ox.export_component(component, out / rel, verify)
+        record(f"text_encoder{i}", exported)
         meta.append(
             {
                 "file": rel,
                 "tokenizer": tok_rel,
-                "outputs": list(wrapper.output_names),
-                "hidden_size": int(module.config.hidden_size),
+                "outputs": list(component.output_names),
+                "hidden_size": exported.facts["hidden_size"],
                 "source": str(src.folder),
                 **src.facts,
             }
         )
-    return meta, wrappers
+    return meta
 
 
 def encoder_sets_meta(plan: EncoderPlan) -> list[dict[str, Any]]:

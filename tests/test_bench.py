@@ -60,7 +60,16 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     assert r["workload"] == "tiny" and r["unet_calls"] == 10 + 2 * 5
     assert set(r["e2e_s"]) == {"median", "min", "max"}
     assert set(r["stages_s"]) == {"text_encode", "loop", "vae_decode"}
-    assert set(r["baselines"]) == {"diffusers", "diffusers-bf16", "ort-python", "ddim"}
+    from w2sd.cpuinfo import bf16_support
+
+    fast_bf16, why = bf16_support()
+    if fast_bf16:
+        assert set(r["baselines"]) == {"diffusers", "diffusers-bf16", "ort-python", "ddim"}
+        assert r["baselines_absent"] == {}
+    else:  # emulated bf16 would take ~40x fp32: left out by default, with the reason
+        assert set(r["baselines"]) == {"diffusers", "ort-python", "ddim"}
+        assert r["baselines_absent"] == {"diffusers-bf16": why}
+        assert "diffusers-bf16 not run: " in proc.stdout
     assert r["precision"] == "fp32" and r["interleaved_rounds"] == 1
     assert isinstance(r["machine"]["isa_flags"], list) and r["machine"]["cpu"]
     for name, b in r["baselines"].items():
@@ -72,6 +81,20 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     assert r["roofline"]["unet_gflop"] > 0 and r["roofline"]["peak_gflops"] > 0
     assert r["throughput"]["concurrency"] == 2
     assert png.stat().st_size > 0 and "w2sd runtime" in proc.stdout
+
+
+def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyped-def]
+    from w2sd.bench import runner
+    from w2sd.cpuinfo import bf16_support
+
+    everything = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+    monkeypatch.setattr(runner, "bf16_support", lambda: bf16_support({"avx2", "amx_bf16"}))
+    assert runner.default_baselines("cpu") == (everything, {})
+    monkeypatch.setattr(runner, "bf16_support", lambda: bf16_support({"avx2"}))
+    chosen, absent = runner.default_baselines("openvino")
+    assert chosen == ("diffusers", "ort-python", "ddim")
+    assert "none of amx_bf16, avx512_bf16" in absent["diffusers-bf16"]
+    assert runner.default_baselines("cuda") == (everything, {})  # fp16 autocast on a GPU
 
 
 def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]

@@ -49,7 +49,9 @@ def test_export_build_sample_info(tiny_pair, tmp_path):  # type: ignore[no-untyp
         "--weak-guidance",
         "3",
     )
-    assert "checking each ONNX model" in exp.stderr
+    # Each model is checked against its PyTorch module right after it is written.
+    checked = [line.split(":")[0].strip() for line in exp.stderr.splitlines() if "max|onnx" in line]
+    assert checked == ["text_encoder0", "vae_decoder", "unet0", "unet1"]
     w2sd("build", str(engine), "--backend", "cpu")
     out_png = tmp_path / "out.png"
     run = w2sd(

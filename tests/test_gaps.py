@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import STEPS, ModelZoo, assert_images_match, assert_latents_close
+from conftest import (
+    STEPS,
+    ModelZoo,
+    assert_images_match,
+    assert_latents_close,
+    relative_diff,
+)
 from w2sd import InvalidArgumentError, W2SDRuntime
 from w2sd.latents import initial_latents
 from w2sd.lora import LoraSpec
@@ -44,8 +50,9 @@ def _own_text_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
     return engine, zoo.reference(f"{family}-own-text", **folders)
 
 
-def _lora_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
-    """One base UNet, one LoRA at +1.5 (strong), -1.5 (weak), 0.8 (denoiser): the authors'."""
+def _lora_gap(zoo: ModelZoo, family: str, mode: str = "input"):  # type: ignore[no-untyped-def]
+    """One base UNet, one LoRA at +1.5 (strong), -1.5 (weak), 0.8 (denoiser): the authors'.
+    mode "input": one artifact, the scale a graph input; "fused": one artifact per scale."""
     base = zoo.pipeline(family, 1)
     lora = zoo.lora(family)
     loras = dict(
@@ -53,8 +60,12 @@ def _lora_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
         weak_lora=LoraSpec(lora, -1.5),
         denoiser_lora=LoraSpec(lora, 0.8),
     )
-    engine = zoo.engine(f"{family}-lora", strong=base, weak=base, **loras)
+    engine = zoo.engine(f"{family}-lora-{mode}", strong=base, weak=base, lora_mode=mode, **loras)
     return engine, zoo.reference(f"{family}-lora", strong=base, weak=base, **loras)
+
+
+def _fused_lora_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
+    return _lora_gap(zoo, family, "fused")
 
 
 def _condition_gap(zoo: ModelZoo, family: str):  # type: ignore[no-untyped-def]
@@ -73,6 +84,7 @@ GAPS = {
         dict(weak_guidance=1.0, strong_prompt=REFINED, weak_negative_prompt="blurry, low quality"),
     ),
     "lora": (_lora_gap, dict(weak_guidance=7.5)),
+    "lora-fused": (_fused_lora_gap, dict(weak_guidance=7.5)),
     "condition": (
         _condition_gap,
         dict(weak_guidance=1.0, strong_prompt=REFINED, denoiser_guidance=4.0),
@@ -150,11 +162,91 @@ def test_condition_gap_has_one_artifact_and_one_session(zoo, family):  # type: i
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lora_gap_has_one_artifact_per_scale(zoo, family):  # type: ignore[no-untyped-def]
-    engine, _ = _lora_gap(zoo, family)
+def test_fused_lora_gap_has_one_artifact_per_scale(zoo, family):  # type: ignore[no-untyped-def]
+    engine, _ = _lora_gap(zoo, family, "fused")
     m = json.loads((engine / "manifest.json").read_text())
     assert [u["lora"]["scale"] for u in m["unets"]] == [1.5, -1.5, 0.8]
     assert W2SDRuntime(engine).num_unet_sessions == 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_gap_shares_one_unet_with_the_scale_as_input(zoo, family):  # type: ignore[no-untyped-def]
+    """The authors' three scales on one artifact and one session, each role's scale recorded."""
+    engine, _ = _lora_gap(zoo, family)
+    m = json.loads((engine / "manifest.json").read_text())
+    assert len(m["unets"]) == 1
+    assert m["unets"][0]["lora"]["input"] == "lora_scale"
+    assert m["unets"][0]["lora"]["scale"] is None
+    assert {r: m["roles"][r]["lora_scale"] for r in m["roles"]} == {
+        "strong": 1.5,
+        "weak": -1.5,
+        "denoiser": 0.8,
+    }
+    onnx_unets = sorted(p.relative_to(engine).as_posix() for p in engine.rglob("unet*/model.onnx"))
+    assert onnx_unets == ["cpu/unet0/model.onnx", "unet0/model.onnx"]
+    assert W2SDRuntime(engine).num_unet_sessions == 1
+
+
+@pytest.mark.parametrize("inversion", ["official", "exact"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unfused_lora_matches_fused_lora(zoo, family, inversion):  # type: ignore[no-untyped-def]
+    """The same request on the one-artifact engine and on the fused one (spec bound)."""
+    x = initial_latents(6, (1, 4, 8, 8))
+    kw = dict(latents=x, num_inference_steps=STEPS, reflection_steps=6, inversion=inversion)
+    one = W2SDRuntime(_lora_gap(zoo, family)[0]).sample(PROMPT, output_type="latent", **kw)
+    fused = W2SDRuntime(_lora_gap(zoo, family, "fused")[0]).sample(
+        PROMPT, output_type="latent", **kw
+    )
+    assert_latents_close(one, fused)
+
+
+SCALE_CASES = {
+    "authors-swapped": dict(strong_lora_scale=-1.5, weak_lora_scale=1.5, denoiser_lora_scale=0.0),
+    "stronger": dict(strong_lora_scale=2.0, weak_lora_scale=-0.5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCALE_CASES))
+@pytest.mark.parametrize("inversion", ["official", "exact"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_per_request_lora_scales_match_reference(zoo, family, inversion, case):  # type: ignore[no-untyped-def]
+    """Scales chosen per request, no rebuild: the reference at the same scales (spec bound),
+    and different from the export-time scales."""
+    engine, reference = _lora_gap(zoo, family)
+    scales = SCALE_CASES[case]
+    rt = W2SDRuntime(engine)
+    x = initial_latents(8, (1, 4, 8, 8))
+    kw = dict(
+        latents=x,
+        num_inference_steps=STEPS,
+        reflection_steps=6,
+        strong_guidance=7.5,
+        weak_guidance=7.5,
+        inversion=inversion,
+    )
+    got = rt.sample(PROMPT, output_type="latent", **kw, **scales)
+    default = rt.sample(PROMPT, output_type="latent", **kw)
+    ref = reference.sample(
+        PROMPT,
+        output_type="np",
+        lora_scales={k.removesuffix("_lora_scale"): v for k, v in scales.items()},
+        **kw,
+    )
+    assert_latents_close(got, ref.latents)
+    assert relative_diff(default, ref.latents) > 1e-2  # the scales really changed the result
+
+
+def test_lora_scale_on_an_engine_without_one_is_refused(zoo):  # type: ignore[no-untyped-def]
+    fused, _ = _lora_gap(zoo, "sd1", "fused")
+    for engine in (fused, _condition_gap(zoo, "sd1")[0]):
+        rt = W2SDRuntime(engine)
+        with pytest.raises(InvalidArgumentError, match="takes no LoRA scale") as err:
+            rt.sample(PROMPT, weak_lora_scale=0.5, num_inference_steps=2, reflection_steps=1)
+        assert err.value.param == "weak_lora_scale"
+    rt = W2SDRuntime(_lora_gap(zoo, "sd1")[0])
+    with pytest.raises(InvalidArgumentError, match="finite") as err:
+        rt.sample(PROMPT, strong_lora_scale=float("nan"))
+    assert err.value.param == "strong_lora_scale"
 
 
 ENCODERS_PER_SET = {"sd1": 1, "sd2": 1, "sdxl": 2}

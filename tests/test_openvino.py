@@ -20,7 +20,8 @@ import pytest
 
 from conftest import _record, assert_images_match, assert_latents_close, relative_diff
 from w2sd import InvalidArgumentError
-from w2sd.engines.openvino import BF16_FLAGS, choose_precision, cpu_flags
+from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
+from w2sd.engines.openvino import choose_precision
 from w2sd.latents import initial_latents
 from w2sd.ort_library import openvino_library
 

@@ -127,7 +127,7 @@ InversionMode parse_inversion(const std::string& name) {
 
 // A loop request from Python: latents (B, C, h, w), steps, reflection (an int
 // or a list of step indices), inversion mode and three role dicts (strong,
-// weak, denoiser) with keys unet, guidance, cond, uncond and, for SDXL,
+// weak, denoiser) with keys unet, guidance, lora_scale (None: 0), cond, uncond and, for SDXL,
 // cond_pooled, uncond_pooled, time_ids (None where unused). Arrays the request
 // points into are appended to keep_alive.
 LoopRequest parse_request(const FloatArray& latents, int64_t num_inference_steps,
@@ -166,6 +166,9 @@ LoopRequest parse_request(const FloatArray& latents, int64_t num_inference_steps
     RoleConditioning& rc = req.roles[r];
     rc.unet = role["unet"].cast<int>();
     rc.guidance = role["guidance"].cast<float>();
+    if (role.contains("lora_scale") && !role["lora_scale"].is_none()) {
+      rc.lora_scale = role["lora_scale"].cast<float>();
+    }
     rc.cond = take(role, "cond", r, 3, &text_dims);
     rc.uncond = take(role, "uncond", r, 3, &text_dims);
     rc.cond_pooled = take(role, "cond_pooled", r, 2, &pooled_dims);

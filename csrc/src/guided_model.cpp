@@ -70,6 +70,7 @@ void GuidedModel::step(Role role, const float* x, int64_t timestep, const DdimCo
   in.height = shape_.height;
   in.width = shape_.width;
   in.timestep = static_cast<float>(timestep);
+  in.lora_scale = state.cond.lora_scale;
   in.lane = lane_;
   in.text = state.text.data();
   in.text_len = cond_shape_.text_len;

@@ -53,8 +53,7 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   W2SD_CHECK_ARG(n_unet_inputs == 3 || n_unet_inputs == 5,
                  "UNet inputs must be 3 (SD) or 5 (SDXL) names, got ", n_unet_inputs);
   for (const auto& path : config.unet_paths) {
-    impl_->unets.push_back(
-        std::make_unique<NamedSession>(path, config.unet_names, options, "UNet"));
+    impl_->unets.push_back(make_unet_session(path, config.unet_names, options));
   }
   W2SD_CHECK_ARG(!config.text_encoder_paths.empty() &&
                      config.text_encoder_paths.size() == config.text_encoder_names.size(),
@@ -77,10 +76,11 @@ void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
   NamedSession& s = *impl_->unets[static_cast<size_t>(unet)];
   const float timestep = in.timestep;
+  const float lora_scale = in.lora_scale;
   ort_call("UNet", [&] {
     // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
     UnetTensors t;
-    make_unet_tensors(impl_->cpu, s, in, &timestep, out, &t);
+    make_unet_tensors(impl_->cpu, s, in, &timestep, &lora_scale, out, &t);
     s.session->Run(impl_->run_options, s.inputs.data(), t.inputs.data(), t.inputs.size(),
                    s.outputs.data(), &t.output, 1);
     return 0;

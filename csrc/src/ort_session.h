@@ -51,6 +51,24 @@ struct NamedSession {
     check_names(what);
   }
 
+  // Adds `name` to the bound inputs if the model has it; true if it does.
+  bool add_optional_input(const std::string& name) {
+    Ort::AllocatorWithDefaultOptions alloc;
+    bool found = false;
+    for (size_t i = 0; i < session->GetInputCount(); ++i) {
+      found = found || name == session->GetInputNameAllocated(i, alloc).get();
+    }
+    if (!found) return false;
+    input_names.push_back(name);
+    inputs.clear();  // the strings may have moved
+    for (const auto& n : input_names) inputs.push_back(n.c_str());
+    has_lora_scale = has_lora_scale || name == kLoraScaleInput;
+    return true;
+  }
+
+  static constexpr const char* kLoraScaleInput = "lora_scale";
+  bool has_lora_scale = false;  // a UNet exported with its LoRA unfused
+
   void check_names(const char* what) const {
     Ort::AllocatorWithDefaultOptions alloc;
     const size_t n_in = session->GetInputCount();
@@ -77,9 +95,19 @@ inline HostTensor to_host(Ort::Value& value) {
   return t;
 }
 
-// The UNet's input tensors (3 for SD, 5 for SDXL) and its output tensor, wrapping
-// the caller's buffers in `mem` (no copies). `timestep` points at one float in
-// the same memory. The shapes live in `shapes`, which must outlive the values.
+// A UNet session: the configured inputs, plus "lora_scale" where the model takes one.
+inline std::unique_ptr<NamedSession> make_unet_session(const std::string& path,
+                                                       const OrtModelNames& names,
+                                                       const Ort::SessionOptions& options) {
+  auto s = std::make_unique<NamedSession>(path, names, options, "UNet");
+  s->add_optional_input(NamedSession::kLoraScaleInput);
+  return s;
+}
+
+// The UNet's input tensors (3 for SD, 5 for SDXL, then the LoRA scale where the model
+// takes one) and its output tensor, wrapping the caller's buffers in `mem` (no copies).
+// `timestep` and `lora_scale` point at one float each in the same memory. The shapes
+// live in `shapes`, which must outlive the values.
 struct UnetTensors {
   std::array<std::array<int64_t, 4>, 5> shapes{};
   std::vector<Ort::Value> inputs;
@@ -87,9 +115,9 @@ struct UnetTensors {
 };
 
 inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
-                              const UnetInputs& in, const float* timestep, float* out,
-                              UnetTensors* t) {
-  const bool added = s.inputs.size() == 5;
+                              const UnetInputs& in, const float* timestep,
+                              const float* lora_scale, float* out, UnetTensors* t) {
+  const bool added = s.inputs.size() - (s.has_lora_scale ? 1 : 0) == 5;
   W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
                  added ? "this UNet needs text_embeds and time_ids (SDXL)"
                        : "this UNet takes no text_embeds/time_ids");
@@ -102,12 +130,17 @@ inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
   const size_t ranks[5] = {4, 1, 3, 2, 2};
   const float* data[5] = {in.sample, timestep, in.text, in.text_embeds, in.time_ids};
   t->inputs.clear();
-  t->inputs.reserve(5);
+  t->inputs.reserve(6);
   for (size_t i = 0; i < (added ? 5u : 3u); ++i) {
     size_t count = 1;
     for (size_t d = 0; d < ranks[i]; ++d) count *= static_cast<size_t>(sh[i][d]);
     t->inputs.push_back(Ort::Value::CreateTensor<float>(mem, const_cast<float*>(data[i]), count,
                                                         sh[i].data(), ranks[i]));
+  }
+  if (s.has_lora_scale) {
+    W2SD_CHECK_ARG(lora_scale != nullptr, "this UNet takes a LoRA scale");
+    t->inputs.push_back(
+        Ort::Value::CreateTensor<float>(mem, const_cast<float*>(lora_scale), 1, sh[1].data(), 1));
   }
   const size_t sample_count = static_cast<size_t>(in.batch * in.channels * in.height * in.width);
   t->output = Ort::Value::CreateTensor<float>(mem, out, sample_count, sh[0].data(), 4);

@@ -134,6 +134,7 @@ def cmd_export(args: argparse.Namespace) -> None:
             num_inference_steps=args.steps,
             reflection_steps=args.reflection_steps,
             inversion=args.inversion,
+            lora_mode=args.lora_mode,
             min_size=args.min_size,
             max_size=args.max_size,
             force=args.force,
@@ -192,7 +193,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
             reflection_steps=args.reflection_steps,
             repeat=args.repeat,
             warmup=args.warmup,
-            baselines=tuple(b for b in args.baselines.split(",") if b),
+            baselines=None
+            if args.baselines is None
+            else tuple(b for b in args.baselines.split(",") if b),
             concurrency=args.concurrency,
             threads=args.threads,
             backend=args.backend,
@@ -291,9 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{role}-lora",
             default=None,
             metavar="FILE:SCALE",
-            help=f"LoRA (.safetensors; diffusers/peft or kohya keys) fused into the "
-            f"{role} UNet at SCALE, e.g. lora.safetensors:-1.5 (LoRA gap)",
+            help=f"LoRA (.safetensors; diffusers/peft or kohya keys) for the {role} UNet at "
+            f"SCALE, e.g. lora.safetensors:-1.5 (LoRA gap; see --lora-mode)",
         )
+    p.add_argument(
+        "--lora-mode",
+        choices=("input", "fused"),
+        default="input",
+        help="input (default): one UNet artifact per base model and LoRA file, the LoRA "
+        "unfused and its scale a model input, so every role (and every request: "
+        "--strong-lora-scale etc. at sampling time) picks its own scale; fused: the LoRA "
+        "fused into one artifact per scale (no branch cost, a UNet copy per scale)",
+    )
     p.add_argument(
         "--strong-guidance",
         type=float,
@@ -457,9 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs (default 1)")
     p.add_argument(
         "--baselines",
-        default="diffusers,diffusers-bf16,ort-python,ddim",
+        default=None,
         help="comma-separated: diffusers (fp32), diffusers-bf16 (torch.autocast bf16), "
-        "ort-python, ddim (default: all; '' for none)",
+        "ort-python, ddim (default: all, except diffusers-bf16 on a CPU without "
+        "amx_bf16/avx512_bf16, where torch emulates bf16; '' for none)",
     )
     p.add_argument(
         "--concurrency",

@@ -87,6 +87,7 @@ class TextConditioner:
             entry: dict[str, Any] = {
                 "unet": spec.role(role).unet,
                 "guidance": g,
+                "lora_scale": plan.lora_scales[role],
                 "cond": rows(plan.prompts[role], hidden),
                 "cond_pooled": rows(plan.prompts[role], pooled) if self._added else None,
                 "time_ids": time_ids,

@@ -22,7 +22,9 @@ from .errors import EngineDirError
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "w2sd-engine"
 # 2: per-role text encoder sets (text.encoder_sets, roles.*.text).
-FORMAT_VERSION = 2
+# 3: unfused LoRA with its scale as a UNet input (unets.*.lora.input, roles.*.lora_scale).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # a version-2 engine dir is a version-3 one without those fields
 ROLES = ("strong", "weak", "denoiser")
 Role = Literal["strong", "weak", "denoiser"]
 
@@ -109,7 +111,14 @@ class AddedConditions(_Strict):
 class LoraInfo(_Strict):
     file: str
     sha256: str
-    scale: float
+    scale: float | None  # fused at this scale; None when unfused (`input`)
+    input: str | None = None  # the UNet input that takes the scale, when unfused
+
+    @model_validator(mode="after")
+    def _fused_or_input(self) -> LoraInfo:
+        if (self.scale is None) == (self.input is None):
+            raise ValueError("a LoRA is either fused (scale) or unfused (input), not both")
+        return self
 
 
 class UnetSpec(_Strict):
@@ -123,6 +132,8 @@ class RoleSpec(_Strict):
     unet: int  # index into unets
     text: int  # index into text.encoder_sets
     guidance: float
+    # Default LoRA scale when the role's UNet takes it as an input (0: LoRA off), else None.
+    lora_scale: float | None = None
 
 
 class Defaults(_Strict):
@@ -188,10 +199,21 @@ class EngineManifest(_Strict):
                 raise ValueError(f"roles.{role}.unet={spec.unet} does not index unets")
             if not 0 <= spec.text < len(self.text.encoder_sets):
                 raise ValueError(f"roles.{role}.text={spec.text} does not index encoder_sets")
+            lora = self.unets[spec.unet].lora
+            takes_scale = lora is not None and lora.input is not None
+            if takes_scale != (spec.lora_scale is not None):
+                raise ValueError(
+                    f"roles.{role}.lora_scale must be set exactly when its UNet takes a LoRA scale"
+                )
         return self
 
     def role(self, name: str) -> RoleSpec:
         return self.roles[name]  # type: ignore[index]
+
+    def lora_input(self, role: str) -> str | None:
+        """The input name of `role`'s UNet that takes the LoRA scale, or None."""
+        lora = self.unets[self.role(role).unet].lora
+        return None if lora is None else lora.input
 
     def encoder_set(self, role: str) -> EncoderSet:
         """The text conditioning of `role`: its own pipeline's encoders."""
@@ -321,10 +343,10 @@ def load_manifest(engine_dir: str | os.PathLike[str]) -> Manifest:
         raise EngineDirError(f"{path}: corrupt manifest (top level is not an object)")
     if data.get("format") != FORMAT_NAME:
         raise EngineDirError(f"{path}: not a w2sd engine manifest (format={data.get('format')!r})")
-    if data.get("version") != FORMAT_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise EngineDirError(
             f"{path}: manifest version {data.get('version')!r} is not supported by this w2sd "
-            f"(expects {FORMAT_VERSION}); re-export the engine dir"
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))}); re-export the engine dir"
         )
     try:
         spec = EngineManifest.model_validate(data)

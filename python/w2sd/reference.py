@@ -143,22 +143,31 @@ class W2SDReference:
             {"text_embeds": uncond_pooled, "time_ids": time_ids},
         )
 
-    def _activate(self, role: str) -> None:
-        """Enable exactly this role's LoRA adapter at its scale (none: adapters off)."""
+    def _activate(self, role: str, scale: float | None = None) -> None:
+        """Enable exactly this role's LoRA adapter at its scale, or at `scale` if given
+        (a role without its own LoRA then borrows the adapter of a role sharing its UNet,
+        as an engine exported with --lora-mode input does); none: adapters off."""
         unet = self.unets[role]
         if not getattr(unet, "peft_config", None):
+            if scale not in (None, 0.0):
+                raise ValueError(f"{role} has no LoRA to apply at scale {scale}")
             return
         adapter = self.adapters[role]
-        if adapter is None:
+        if adapter is None and scale is not None:
+            shared = [a for r, a in self.adapters.items() if a and self.unets[r] is unet]
+            adapter = shared[0] if shared else None
+        if adapter is None or scale == 0.0:
             unet.disable_adapters()
         else:
             unet.enable_adapters()
-            unet.set_adapters([adapter[0]], [adapter[1]])
+            unet.set_adapters([adapter[0]], [adapter[1] if scale is None else scale])
 
-    def guided(self, role: str, x: Any, t: Any, g: float, c: _Cond) -> Any:
+    def guided(
+        self, role: str, x: Any, t: Any, g: float, c: _Cond, lora_scale: float | None = None
+    ) -> Any:
         """e = e_u + g (e_c - e_u), batched; the conditional pass alone when g == 1."""
         torch = self.torch
-        self._activate(role)
+        self._activate(role, lora_scale)
         unet = self.unets[role]
         with torch.no_grad():
             if g == 1.0:
@@ -194,6 +203,7 @@ class W2SDReference:
         output_type: str = "np",
         role_prompts: dict[str, Text] | None = None,
         role_negative_prompts: dict[str, Text] | None = None,
+        lora_scales: dict[str, float] | None = None,
     ) -> ReferenceOutput:
         import time
 
@@ -235,15 +245,16 @@ class W2SDReference:
         reflect = reflection_indices(num_inference_steps, reflection_steps)
         x = torch.from_numpy(np.array(latents, dtype=np.float32)) * self.scheduler.init_noise_sigma
         calls = 0
+        ls = lora_scales or {}  # per-request LoRA scales (default: each role's own)
         for i, t in enumerate(timesteps):
             if i in reflect:
-                e = self.guided("strong", x, t, g["strong"], conds["strong"])
+                e = self.guided("strong", x, t, g["strong"], conds["strong"], ls.get("strong"))
                 x_s = self.scheduler.step(e, t, x).prev_sample
-                e = self.guided("weak", x_s, t, g["weak"], conds["weak"])
+                e = self.guided("weak", x_s, t, g["weak"], conds["weak"], ls.get("weak"))
                 t_inv = timesteps[i + 1] if inversion == "official" else t
                 x = self.inverse_scheduler.step(e, t_inv, x_s).prev_sample
                 calls += 2
-            e = self.guided("denoiser", x, t, g["denoiser"], conds["denoiser"])
+            e = self.guided("denoiser", x, t, g["denoiser"], conds["denoiser"], ls.get("denoiser"))
             x = self.scheduler.step(e, t, x).prev_sample
             calls += 1
         final = x.numpy().astype(np.float32)

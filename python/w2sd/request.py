@@ -45,6 +45,15 @@ def _opt(help: str, flag: str | None = None, **cli: Any) -> Any:
     return field(default=None, metadata={"help": help, "flag": flag, **cli})
 
 
+def _role_lora(role: str) -> Any:
+    return _opt(
+        f"LoRA scale of the {role} role, for an engine exported with its LoRA unfused "
+        "(--lora-mode input; default: the scale given at export)",
+        f"--{role}-lora-scale",
+        type=float,
+    )
+
+
 def _role_text(role: str, negative: bool) -> Any:
     what = "negative prompt" if negative else "prompt"
     flag = f"--{role}-{'negative-' if negative else ''}prompt"
@@ -94,6 +103,9 @@ class SampleRequest:
     strong_negative_prompt: TextArg = _role_text("strong", True)
     weak_negative_prompt: TextArg = _role_text("weak", True)
     denoiser_negative_prompt: TextArg = _role_text("denoiser", True)
+    strong_lora_scale: float | None = _role_lora("strong")
+    weak_lora_scale: float | None = _role_lora("weak")
+    denoiser_lora_scale: float | None = _role_lora("denoiser")
     callback: ProgressCallback | None = _opt("callback(done, total) after each step; False cancels")
 
     @classmethod
@@ -126,8 +138,8 @@ class SampleRequest:
         set_(self, "num_inference_steps", _positive_int(self.num_inference_steps))
         set_(self, "reflection_steps", _reflection(self.reflection_steps))
         for role in ROLES:
-            name = f"{role}_guidance"
-            set_(self, name, _finite(getattr(self, name), name))
+            for name in (f"{role}_guidance", f"{role}_lora_scale"):
+                set_(self, name, _finite(getattr(self, name), name))
         if self.inversion is not None and self.inversion not in INVERSION_MODES:
             raise InvalidArgumentError(
                 f"inversion: unknown mode {self.inversion!r} (expected 'official' or 'exact')",
@@ -200,6 +212,18 @@ class SampleRequest:
             n = self.negative_prompt if n is None else n
             role_prompts[role] = prompts if p is None else _broadcast(p, len(prompts))
             role_negatives[role] = None if n is None else _broadcast(n, len(prompts))
+        lora_scales: dict[str, float | None] = {}
+        for role in ROLES:
+            name = f"{role}_lora_scale"
+            asked = getattr(self, name)
+            if asked is not None and engine.lora_input(role) is None:
+                raise InvalidArgumentError(
+                    f"{name}: this engine's {role} UNet takes no LoRA scale (no LoRA, or one "
+                    f"fused at export); export with --{role}-lora FILE:SCALE --lora-mode input "
+                    "to choose the scale per request",
+                    param=name,
+                )
+            lora_scales[role] = engine.role(role).lora_scale if asked is None else asked
         latents, seed = self._initial_latents(engine, len(prompts))
         f = engine.vae_scale_factor
         return ResolvedRequest(
@@ -211,6 +235,7 @@ class SampleRequest:
             unet_calls=steps + 2 * len(window),
             inversion=self.inversion or d.inversion,
             guidance=guidance,
+            lora_scales=lora_scales,
             prompts=role_prompts,
             negative_prompts=role_negatives,
             latents=latents,
@@ -261,6 +286,7 @@ class ResolvedRequest:
     unet_calls: int  # T + 2 * (reflecting steps)
     inversion: str
     guidance: dict[str, float]
+    lora_scales: dict[str, float | None]  # per role; None: its UNet takes no LoRA scale
     prompts: dict[str, list[str]]  # per role
     negative_prompts: dict[str, list[str] | None]  # per role; None: "" or zeros
     latents: np.ndarray

@@ -298,9 +298,14 @@ def build_tiny_sdxl_pipeline(
 
 
 def make_tiny_lora(
-    pipeline_dir: str | Path, out_file: str | Path, seed: int, fmt: str = "diffusers"
+    pipeline_dir: str | Path,
+    out_file: str | Path,
+    seed: int,
+    fmt: str = "diffusers",
+    rank: int = 4,
 ) -> Path:
-    """Write a random rank-4 LoRA for a tiny pipeline's UNet attention projections.
+    """Write a random rank-`rank` LoRA for a pipeline's UNet attention projections (tiny
+    pipelines in the tests; any size for the benchmarks).
 
     ``fmt="diffusers"``: peft/diffusers keys (``unet.…lora_A.weight``), as
     ``save_lora_weights`` writes them; ``fmt="kohya"``: kohya/A1111 keys
@@ -316,8 +321,8 @@ def make_tiny_lora(
     torch.manual_seed(seed)
     unet.add_adapter(
         LoraConfig(
-            r=4,
-            lora_alpha=4,
+            r=rank,
+            lora_alpha=rank,
             init_lora_weights=False,
             target_modules=["to_q", "to_k", "to_v", "to_out.0"],
         )
@@ -333,7 +338,7 @@ def make_tiny_lora(
             module, kind = k.rsplit(".lora_", 1)
             base = "lora_unet_" + module.replace(".", "_")
             tensors[base + (".lora_down.weight" if kind.startswith("A") else ".lora_up.weight")] = v
-            tensors[base + ".alpha"] = torch.tensor(4.0)
+            tensors[base + ".alpha"] = torch.tensor(float(rank))
     else:
         raise ValueError(f"fmt must be 'diffusers' or 'kohya', got {fmt!r}")
     out = Path(out_file)

@@ -30,6 +30,8 @@ struct RoleConditioning {
   const float* cond_pooled = nullptr;
   const float* uncond_pooled = nullptr;
   const float* time_ids = nullptr;
+  // LoRA scale passed to a UNet that takes one (LoRA exported unfused); 0: LoRA off.
+  float lora_scale = 0.0f;
 };
 
 // Sizes of the conditioning tensors, common to all roles.

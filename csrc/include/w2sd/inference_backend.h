@@ -21,6 +21,10 @@ struct UnetInputs {
   int64_t pooled_dim = 0;
   const float* time_ids = nullptr;
   int64_t time_ids_dim = 0;
+  // The LoRA scale, for a UNet exported with its LoRA unfused (input "lora_scale", shape
+  // [1]); other UNets ignore it. Device backends read it from lora_scale_device.
+  float lora_scale = 0.0f;
+  const float* lora_scale_device = nullptr;
   int lane = 0;  // which lane (stream, IO binding) runs this call; see lane_scheduler.h
 };
 

@@ -86,6 +86,9 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
   const auto& ts = schedule.timesteps();
   std::vector<float> t_values(ts.begin(), ts.end());
   DeviceBuffer t_dev = upload(t_values, stream);
+  std::vector<float> lora_scales;
+  for (const auto& c : request.roles) lora_scales.push_back(c.lora_scale);
+  DeviceBuffer lora_dev = upload(lora_scales, stream);
   DeviceBuffer x = upload(std::vector<float>(latents, latents + n), stream);
   DeviceBuffer x_strong(n * sizeof(float));
   DeviceBuffer sample_in((any_guided ? 2 : 1) * n * sizeof(float));
@@ -114,6 +117,7 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
     in.height = shape.height;
     in.width = shape.width;
     in.timestep_device = t_dev.f32() + timestep_index(t);
+    in.lora_scale_device = lora_dev.f32() + static_cast<int>(role);
     in.text = d.text.f32();
     in.text_len = cs.text_len;
     in.text_dim = cs.text_dim;

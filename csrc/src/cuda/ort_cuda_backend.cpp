@@ -96,7 +96,7 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
     std::vector<std::unique_ptr<NamedSession>> lane_unets;
     for (const auto& path : config.base.unet_paths) {
       lane_unets.push_back(
-          std::make_unique<NamedSession>(path, config.base.unet_names, options, "UNet"));
+          make_unet_session(path, config.base.unet_names, options));
     }
     impl_->unets.push_back(std::move(lane_unets));
     if (lane == 0) {
@@ -135,7 +135,8 @@ void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   NamedSession& s = *impl_->unets[static_cast<size_t>(in.lane)][static_cast<size_t>(unet)];
   ort_call("UNet (CUDA)", [&] {
     UnetTensors t;
-    make_unet_tensors(impl_->device_memory, s, in, in.timestep_device, out, &t);
+    make_unet_tensors(impl_->device_memory, s, in, in.timestep_device, in.lora_scale_device, out,
+                      &t);
     Ort::IoBinding binding(*s.session);
     for (size_t i = 0; i < t.inputs.size(); ++i) binding.BindInput(s.inputs[i], t.inputs[i]);
     binding.BindOutput(s.outputs[0], t.output);

@@ -34,6 +34,10 @@ def table(result: dict[str, Any]) -> str:
             f"{st['text_encode']:>7.3f}s {st['loop']:>7.3f}s {st['vae_decode']:>7.3f}s "
             f"{row['peak_rss_bytes'] / 2**30:>7.2f}GB {speed:>8}"
         )
+    for name, why in r.get("baselines_absent", {}).items():
+        lines.append(f"{name:<14} not run: {why}")
+    if r.get("precision_reason"):
+        lines.append(f"runtime precision {r.get('precision')}: {r['precision_reason']}")
     lines.append("")
     overhead_pct = 100 * r["loop_overhead_s"] / r["stages_s"]["loop"]
     lines.append(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import require_backend
+from ..cpuinfo import bf16_support
 from ..errors import InvalidArgumentError, W2SDError
 from ..manifest import ROLES, Manifest, load_manifest
 from .workloads import WORKLOADS, prepare
@@ -35,12 +36,25 @@ class BenchOptions:
     reflection_steps: int | None = None
     repeat: int = 3
     warmup: int = 1
-    baselines: tuple[str, ...] = BASELINES
+    # None: every baseline this machine can run at a meaningful speed (see default_baselines).
+    baselines: tuple[str, ...] | None = None
     concurrency: int = 2
     threads: int | None = None
     backend: str = "cpu"
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def default_baselines(backend: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(baselines to run, {baseline left out: why}). diffusers-bf16 is left out on a CPU
+    without bf16 instructions, where torch emulates bf16 (a UNet call takes ~40x its fp32
+    time): ask for it by name to run it anyway."""
+    if backend in ("cuda", "tensorrt"):
+        return BASELINES, {}
+    fast, why = bf16_support()
+    if fast:
+        return BASELINES, {}
+    return tuple(b for b in BASELINES if b != "diffusers-bf16"), {"diffusers-bf16": why}
 
 
 def default_cache_dir() -> Path:
@@ -140,7 +154,14 @@ def _loop_gflop(
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     log = opts.log
-    for b in opts.baselines:
+    absent: dict[str, str] = {}
+    if opts.baselines is None:
+        baselines, absent = default_baselines(opts.backend)
+        for b, why in absent.items():
+            log(f"bench: leaving out {b} ({why}; --baselines {b} runs it anyway)")
+    else:
+        baselines = opts.baselines
+    for b in baselines:
         if b not in BASELINES:
             raise InvalidArgumentError(
                 f"--baselines: unknown {b!r} (known: {', '.join(BASELINES)})"
@@ -191,7 +212,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     }
 
     systems: dict[str, dict[str, Any]] = {"runtime": {**base, "kind": "runtime"}}
-    for b in opts.baselines:
+    for b in baselines:
         if b == "ddim":
             systems[b] = {
                 **base,
@@ -204,7 +225,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         else:
             found = _sources_and_loras(m)
             if found is None:
-                log(f"bench: skipping {b} (the engine's source folders are gone)")
+                absent[b] = "the engine's source folders are gone"
+                log(f"bench: skipping {b} ({absent[b]})")
                 continue
             systems[b] = {
                 **base,
@@ -229,6 +251,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "workload": name,
         "backend": opts.backend,
         "precision": _precision(m, opts.backend),
+        "precision_reason": _precision_reason(m, opts.backend),
         "num_inference_steps": steps,
         "reflection_steps": reflection,
         "height": height,
@@ -240,6 +263,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         **rt,
         "machine": machine_info(),
         "baselines": {},
+        "baselines_absent": absent,
     }
     median = rt["e2e_s"]["median"]
     for key in systems:
@@ -284,6 +308,13 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)
     return out
+
+
+def _precision_reason(m: Manifest, backend: str) -> str | None:
+    """Why the backend computes in that precision (recorded at build time), if known."""
+    build = m.backends.get(backend)
+    reason = (build.model_extra or {}).get("precision_reason") if build is not None else None
+    return None if reason is None else str(reason)
 
 
 def _precision(m: Manifest, backend: str) -> str:

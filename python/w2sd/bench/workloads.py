@@ -42,6 +42,18 @@ WORKLOADS = {
         "real SD 1.5 architecture, random weights (seed 0), 256x256, "
         "condition gap (one UNet, guidance 7.5 vs 1.0)",
     ),
+    "sdxl-arch": Workload(
+        "sdxl-arch",
+        2,
+        1,
+        512,
+        512,
+        7.5,
+        1.0,
+        "real SDXL base architecture (2.57 B UNet parameters, CLIP-L and bigG-sized text "
+        "encoders, SDXL VAE), random weights (seed 0), 512x512, T=2, λ=1, condition gap; "
+        "about 14 GB per copy on disk: run it by name, never in CI",
+    ),
 }
 
 
@@ -116,6 +128,113 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def build_sdxl_random(out: Path, seed: int = 0) -> Path:
+    """SDXL base 1.0's architecture (its UNet, CLIP ViT-L and OpenCLIP bigG-sized text
+    encoders, VAE and scheduler settings) with random weights, saved as a diffusers folder."""
+    if (out / "model_index.json").exists():
+        return out
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    from ..tiny_models import _tokenizer_ids, write_tiny_clip_tokenizer
+
+    _log(f"building the sdxl-arch model (random weights, seed {seed}) in {out}")
+    write_tiny_clip_tokenizer(out / "tokenizer")
+    write_tiny_clip_tokenizer(out / "tokenizer_2", pad_token="!")
+    bos, eos, _ = _tokenizer_ids(out / "tokenizer")
+
+    def text_config(hidden: int, layers: int, heads: int, act: str) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=77,
+            hidden_act=act,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            projection_dim=hidden,
+        )
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=128,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+    torch.manual_seed(seed + 1)
+    text_encoder = CLIPTextModel(text_config(768, 12, 12, "quick_gelu"))
+    torch.manual_seed(seed + 2)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(1280, 32, 20, "gelu"))
+    torch.manual_seed(seed + 3)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=1024,
+        scaling_factor=0.13025,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=CLIPTokenizer.from_pretrained(out / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(out / "tokenizer_2"),
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def build_model(name: str, root: Path) -> tuple[Path, Path]:
+    """(strong, weak) diffusers folders of a workload, built once under root."""
+    from ..tiny_models import build_tiny_pair
+
+    if name == "tiny":
+        return build_tiny_pair(root / "models")
+    model = (
+        build_sdxl_random(root / "model")
+        if name == "sdxl-arch"
+        else build_sd15_random(root / "model")
+    )
+    return model, model
+
+
 def prepare(
     name: str, cache_dir: Path, log: Callable[[str], None] = _log, backend: str = "cpu"
 ) -> Path:
@@ -137,12 +256,8 @@ def prepare(
     if not current:
         # torch and diffusers only when the workload has to be built.
         from ..export.engine_export import ExportOptions, export_engine
-        from ..tiny_models import build_tiny_pair
 
-        if name == "tiny":
-            strong, weak = build_tiny_pair(root / "models")
-        else:
-            strong = weak = build_sd15_random(root / "model")
+        strong, weak = build_model(name, root)
         export_engine(
             ExportOptions(
                 strong=strong,
