@@ -456,3 +456,31 @@ def test_every_exported_model_checked_against_torch(zoo, family):  # type: ignor
         assert m["models"]["unet"]["inputs"][-2:] == ["text_embeds", "time_ids"]
     if family == "sd2":
         assert m["scheduler"]["prediction_type"] == "v_prediction"
+
+
+def test_lora_scales_from_the_cli_and_the_http_body(zoo, tmp_path):  # type: ignore[no-untyped-def]
+    """The CLI flags and the HTTP body fields reach the request and change the image."""
+    from PIL import Image
+
+    from w2sd.cli import main
+    from w2sd.serve.schema import ImageGenerationRequest, Limits, to_sample_request
+
+    engine, _ = _lora_gap(zoo, "sd1")
+    body = ImageGenerationRequest(prompt=PROMPT, weak_lora_scale=0.5, strong_lora_scale=2.0)
+    request = to_sample_request(body, Limits())
+    assert (request.strong_lora_scale, request.weak_lora_scale) == (2.0, 0.5)
+    common = [str(engine), PROMPT, "--seed", "3", "--steps", "4", "--reflection-steps", "2"]
+    assert main(["sample", *common, "--output", str(tmp_path / "a.png")]) == 0
+    scaled = ["--weak-lora-scale", "0.5", "--output", str(tmp_path / "b.png")]
+    assert main(["sample", *common, *scaled]) == 0
+    a = np.asarray(Image.open(tmp_path / "a.png"))
+    b = np.asarray(Image.open(tmp_path / "b.png"))
+    want = W2SDRuntime(engine).sample(
+        PROMPT,
+        seed=3,
+        num_inference_steps=4,
+        reflection_steps=2,
+        weak_lora_scale=0.5,
+        output_type="np",
+    )[0]
+    assert np.array_equal(b, want) and not np.array_equal(a, b)
