@@ -115,8 +115,8 @@ struct UnetTensors {
 };
 
 inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
-                              const UnetInputs& in, const float* timestep,
-                              const float* lora_scale, float* out, UnetTensors* t) {
+                              const UnetInputs& in, const float* timestep, const float* lora_scale,
+                              float* out, UnetTensors* t) {
   const bool added = s.inputs.size() - (s.has_lora_scale ? 1 : 0) == 5;
   W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
                  added ? "this UNet needs text_embeds and time_ids (SDXL)"

@@ -95,8 +95,7 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
         ort_call("provider options", [&] { return provider_session_options(config, s); });
     std::vector<std::unique_ptr<NamedSession>> lane_unets;
     for (const auto& path : config.base.unet_paths) {
-      lane_unets.push_back(
-          make_unet_session(path, config.base.unet_names, options));
+      lane_unets.push_back(make_unet_session(path, config.base.unet_names, options));
     }
     impl_->unets.push_back(std::move(lane_unets));
     if (lane == 0) {

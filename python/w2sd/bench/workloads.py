@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,38 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _sd_vae(seed: int, sample_size: int, scaling_factor: float) -> Any:
+    """Stable Diffusion's VAE architecture (SD 1.x and SDXL share it), random weights."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=sample_size,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _sd_scheduler() -> Any:
+    """The DDIM settings of SD 1.5's and SDXL's scheduler configs ("leading" spacing)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
 def build_sd15_random(out: Path, seed: int = 0) -> Path:
     """SD 1.5's UNet (diffusers' defaults with cross_attention_dim=768, 860 M parameters),
     CLIP ViT-L/14's text encoder and SD's VAE architectures, with random weights."""
@@ -68,8 +101,6 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
         return out
     import torch
     from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
@@ -97,23 +128,8 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
             projection_dim=768,
         )
     )
-    torch.manual_seed(seed + 2)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=256,
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    vae = _sd_vae(seed + 2, sample_size=256, scaling_factor=0.18215)
+    scheduler = _sd_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -135,8 +151,6 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
         return out
     import torch
     from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
@@ -188,25 +202,8 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
     text_encoder = CLIPTextModel(text_config(768, 12, 12, "quick_gelu"))
     torch.manual_seed(seed + 2)
     text_encoder_2 = CLIPTextModelWithProjection(text_config(1280, 32, 20, "gelu"))
-    torch.manual_seed(seed + 3)
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=1024,
-        scaling_factor=0.13025,
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    vae = _sd_vae(seed + 3, sample_size=1024, scaling_factor=0.13025)
+    scheduler = _sd_scheduler()
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
