@@ -69,13 +69,18 @@ print(json.dumps(out))
 
 
 def _step(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+    """One step in a fresh process; a failure is recorded (killed by a signal: -N) and the
+    remaining steps still run."""
     log(f"fullpath: {cfg['step']} {cfg.get('size', '')}".rstrip())
+    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _STEP, json.dumps(cfg)], stdout=subprocess.PIPE, text=True
     )
     if proc.returncode != 0:
-        raise SystemExit(f"fullpath: step {cfg['step']} failed (exit {proc.returncode})")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        why = "killed by SIGKILL (out of memory?)" if proc.returncode == -9 else "failed"
+        log(f"fullpath: step {cfg['step']} {why} (exit {proc.returncode})")
+        return {"error": why, "exit": proc.returncode, "wall_s": time.perf_counter() - t0}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def _dir_bytes(path: Path) -> int:
@@ -90,6 +95,7 @@ def run(
     lora_mode: str = "input",
     keep: bool = False,
     log: Any = lambda m: print(m, file=sys.stderr, flush=True),
+    progress: Any = None,
 ) -> dict[str, Any]:
     root = cache_dir / workload
     model, _ = build_model(workload, root)
@@ -128,19 +134,24 @@ def run(
     }
     t = time.perf_counter()
     export = _step({**base, "step": "export"}, log)
-    export["largest_component_bytes"] = max(components.values())
-    export["peak_over_largest"] = export["peak_rss_bytes"] / max(components.values())
-    export["engine_bytes"] = _dir_bytes(engine)
-    export["unet_artifacts"] = len(list(engine.glob("unet*/model.onnx")))
     result["export"] = export
-    build = _step({**base, "step": "build"}, log)
-    build["cpu_bytes"] = _dir_bytes(engine / "cpu")
-    result["build"] = build
-    result["samples"] = {}
-    for size in sizes:
-        s = _step({**base, "step": "sample", "size": size}, log)
-        s["peak_over_weights"] = s["peak_rss_bytes"] / s["weights_bytes"]
-        result["samples"][str(size)] = s
+    if "error" not in export:
+        export["largest_component_bytes"] = max(components.values())
+        export["peak_over_largest"] = export["peak_rss_bytes"] / max(components.values())
+        export["engine_bytes"] = _dir_bytes(engine)
+        export["unet_artifacts"] = len(list(engine.glob("unet*/model.onnx")))
+        build = _step({**base, "step": "build"}, log)
+        result["build"] = build
+        if "error" not in build:
+            build["cpu_bytes"] = _dir_bytes(engine / "cpu")
+            result["samples"] = {}
+            for size in sizes:
+                s = _step({**base, "step": "sample", "size": size}, log)
+                if "error" not in s:
+                    s["peak_over_weights"] = s["peak_rss_bytes"] / s["weights_bytes"]
+                result["samples"][str(size)] = s
+                if progress is not None:
+                    progress(result)
     result["total_s"] = time.perf_counter() - t
     result["unet_fp32_bytes"] = unet_bytes
     if not keep:
@@ -161,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the engine dir afterwards")
     p.add_argument("--json", default=None, help="write the result object to this file")
     args = p.parse_args(argv)
+
+    def save(partial: dict[str, Any]) -> None:
+        if args.json:
+            Path(args.json).write_text(json.dumps(partial, indent=2) + "\n")
+
     result = run(
         args.workload,
         args.gap,
@@ -168,11 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         lora_mode=args.lora_mode,
         keep=args.keep,
+        progress=save,
     )
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+    save(result)
+    print(json.dumps(result, indent=2))
     return 0
 
 
