@@ -139,3 +139,26 @@ def test_roofline_counts_a_known_graph(tmp_path):  # type: ignore[no-untyped-def
     conv = 2 * 8 * 4 * 8 * (3 * 3 * 3)  # out elements x (Cin x kh x kw)
     matmul = 2 * 8 * 4 * 5 * 8  # out elements (2, 8, 4, 5) x K=8
     assert unet_macs(path, {"x": [2, 3, 4, 8]}) == conv + matmul
+
+
+def test_fullpath_measures_every_step_on_tiny(tmp_path):  # type: ignore[no-untyped-def]
+    """The SDXL-size measurement tool, on the tiny workload: every step in its own process,
+    one UNet artifact for the LoRA gap, peaks measured, the engine dir removed after."""
+    from w2sd.bench.fullpath import run
+
+    r = run("tiny", "lora", [64], tmp_path, log=lambda m: None)
+    assert r["export"]["unet_artifacts"] == 1 and r["export"]["peak_rss_bytes"] > 0
+    assert r["build"]["cpu_bytes"] > 0
+    s = r["samples"]["64"]
+    assert s["unet_sessions"] == 1 and s["stats"]["unet_calls"] == 4
+    assert s["peak_over_weights"] == s["peak_rss_bytes"] / s["weights_bytes"]
+    assert not (tmp_path / "tiny" / "engine-lora-input").exists()
+
+
+def test_memory_arena_off_gives_the_same_result(engine_dir, runtime):  # type: ignore[no-untyped-def]
+    from w2sd import W2SDRuntime
+
+    x = initial_latents(5, (1, 4, 8, 8))
+    kw = dict(latents=x, num_inference_steps=6, reflection_steps=2, output_type="latent")
+    lean = W2SDRuntime(engine_dir, memory_arena=False)
+    assert np.array_equal(lean.sample("a cat", **kw), runtime.sample("a cat", **kw))

@@ -96,7 +96,7 @@ std::unique_ptr<Engine> make_ort_engine(
     bool set_alpha_to_one, int64_t steps_offset, const std::string& timestep_spacing,
     const std::string& prediction_type, int intra_op_threads, int graph_optimization_level,
     const std::string& provider, int device_id, int lanes,
-    const std::map<std::string, std::string>& provider_options) {
+    const std::map<std::string, std::string>& provider_options, bool memory_arena) {
   EngineConfig config;
   config.provider = provider;
   config.scheduler = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
@@ -111,6 +111,7 @@ std::unique_ptr<Engine> make_ort_engine(
   config.models.vae_decoder_path = vae_decoder_path;
   config.models.intra_op_threads = intra_op_threads;
   config.models.graph_optimization_level = graph_optimization_level;
+  config.models.cpu_memory_arena = memory_arena;
   config.device_id = device_id;
   config.lanes = lanes;
   config.provider_options.assign(provider_options.begin(), provider_options.end());
@@ -409,6 +410,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("graph_optimization_level") = 99, py::arg("provider") = "cpu",
            py::arg("device_id") = 0, py::arg("lanes") = 1,
            py::arg("provider_options") = std::map<std::string, std::string>{},
+           py::arg("memory_arena") = true,
            "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
       .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
       .def_property_readonly("num_text_encoders",

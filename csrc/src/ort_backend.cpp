@@ -27,6 +27,7 @@ Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
     o.SetIntraOpNumThreads(config.intra_op_threads);
     o.SetGraphOptimizationLevel(
         static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
+    if (!config.cpu_memory_arena) o.DisableCpuMemArena();
     return o;
   });
   if (config.execution_provider == "openvino") {

@@ -70,6 +70,7 @@ class Engine:
         device_id: int = 0,
         lanes: int = 1,
         provider_options: Mapping[str, str] = ...,
+        memory_arena: bool = True,
     ) -> None: ...
     @property
     def num_unets(self) -> int: ...

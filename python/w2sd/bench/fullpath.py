@@ -53,7 +53,7 @@ elif cfg["step"] == "build":
     build_engine(cfg["engine"], "cpu")
 else:
     from w2sd import W2SDRuntime
-    rt = W2SDRuntime(cfg["engine"], verify_checksums=False)
+    rt = W2SDRuntime(cfg["engine"], verify_checksums=False, memory_arena=cfg["arena"])
     out["load_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     rt.sample(cfg["prompt"], height=cfg["size"], width=cfg["size"], seed=0,
@@ -94,6 +94,8 @@ def run(
     cache_dir: Path,
     lora_mode: str = "input",
     keep: bool = False,
+    memory_arena: bool = True,
+    skip_export: bool = False,
     log: Any = lambda m: print(m, file=sys.stderr, flush=True),
     progress: Any = None,
 ) -> dict[str, Any]:
@@ -123,19 +125,25 @@ def run(
         "lora_mode": lora_mode,
         "weak_guidance": 1.0 if gap == "condition" else 7.5,
         "prompt": PROMPT,
+        "arena": memory_arena,
     }
     result: dict[str, Any] = {
         "workload": workload,
         "gap": gap,
         "lora_mode": lora_mode if gap == "lora" else None,
         "lora_rank": LORA_RANK if gap == "lora" else None,
+        "memory_arena": memory_arena,
         "component_fp32_bytes": components,
         "machine": machine_info(),
     }
     t = time.perf_counter()
-    export = _step({**base, "step": "export"}, log)
-    result["export"] = export
-    if "error" not in export:
+    if skip_export:
+        export = {"skipped": True}
+        result["export"] = export
+    else:
+        export = _step({**base, "step": "export"}, log)
+        result["export"] = export
+    if "error" not in export and not skip_export:
         export["largest_component_bytes"] = max(components.values())
         export["peak_over_largest"] = export["peak_rss_bytes"] / max(components.values())
         export["engine_bytes"] = _dir_bytes(engine)
@@ -144,14 +152,15 @@ def run(
         result["build"] = build
         if "error" not in build:
             build["cpu_bytes"] = _dir_bytes(engine / "cpu")
-            result["samples"] = {}
-            for size in sizes:
-                s = _step({**base, "step": "sample", "size": size}, log)
-                if "error" not in s:
-                    s["peak_over_weights"] = s["peak_rss_bytes"] / s["weights_bytes"]
-                result["samples"][str(size)] = s
-                if progress is not None:
-                    progress(result)
+    if "error" not in export and "error" not in result.get("build", {}):
+        result["samples"] = {}
+        for size in sizes:
+            s = _step({**base, "step": "sample", "size": size}, log)
+            if "error" not in s:
+                s["peak_over_weights"] = s["peak_rss_bytes"] / s["weights_bytes"]
+            result["samples"][str(size)] = s
+            if progress is not None:
+                progress(result)
     result["total_s"] = time.perf_counter() - t
     result["unet_fp32_bytes"] = unet_bytes
     if not keep:
@@ -170,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="512,1024", help="image sizes to sample (default 512,1024)")
     p.add_argument("--cache-dir", default=None, help="default: ~/.cache/w2sd/bench")
     p.add_argument("--keep", action="store_true", help="keep the engine dir afterwards")
+    p.add_argument(
+        "--no-memory-arena", action="store_true", help="sample with ONNX Runtime's arena off"
+    )
+    p.add_argument(
+        "--skip-export",
+        action="store_true",
+        help="reuse a kept engine dir (from --keep): measure only the samples",
+    )
     p.add_argument("--json", default=None, help="write the result object to this file")
     args = p.parse_args(argv)
 
@@ -184,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         lora_mode=args.lora_mode,
         keep=args.keep,
+        memory_arena=not args.no_memory_arena,
+        skip_export=args.skip_export,
         progress=save,
     )
     save(result)
