@@ -370,11 +370,6 @@ def _export_into(
     vae_part = ox.vae_decoder_component(
         lambda: AutoencoderKL.from_pretrained(strong / "vae"), latent_hw=8
     )
-    vae_part.facts = lambda w: {
-        "latent_channels": int(w.vae.config.latent_channels),
-        "scale": 2 ** (len(w.vae.config.block_out_channels) - 1),
-        "scaling_factor": float(w.vae.config.scaling_factor),
-    }
     vae_done = ox.export_component(vae_part, tmp / "vae_decoder" / "model.onnx", opts.verify)
     record("vae_decoder", vae_done)
     vae = vae_done.facts
@@ -437,8 +432,9 @@ def _export_into(
             }
 
         rel = f"unet{idx}/model.onnx"
-        part = ox.unet_component(build, latent_hw=16, text_len=text_len, lora_scales=scales)
-        part.facts = facts
+        part = ox.unet_component(
+            build, latent_hw=16, text_len=text_len, lora_scales=scales, facts=facts
+        )
         done = ox.export_component(part, tmp / rel, opts.verify)
         record(f"unet{idx}", done)
         unet_inputs = tuple(n for n in done.input_names if n != ox.LORA_SCALE_NAME)

@@ -432,6 +432,7 @@ def unet_component(
     latent_hw: int,
     text_len: int,
     lora_scales: tuple[float, ...] = (),
+    facts: Callable[[torch.nn.Module], dict[str, Any]] = lambda m: {},
 ) -> Component:
     """A UnetForExport; with `lora_scales`, a LoRA-scale input checked at each scale."""
 
@@ -443,7 +444,7 @@ def unet_component(
         return x
 
     seeds = tuple(range(1, max(1, len(lora_scales)) + 1))
-    return Component(build, inputs, UNET_OUTPUTS, UNET_AXES, check_seeds=seeds)
+    return Component(build, inputs, UNET_OUTPUTS, UNET_AXES, check_seeds=seeds, facts=facts)
 
 
 def text_encoder_component(
@@ -467,13 +468,24 @@ def text_encoder_component(
 
 
 def vae_decoder_component(build: Callable[[], torch.nn.Module], latent_hw: int) -> Component:
+    """A VaeDecoderForExport; its facts: latent_channels, scale (pixels per latent) and
+    scaling_factor."""
+
     def inputs(wrapper: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
         c = wrapper.vae.config.latent_channels
         gen = torch.Generator().manual_seed(seed)
         return {"latent_sample": torch.randn(1, c, latent_hw, latent_hw, generator=gen)}
 
+    def facts(wrapper: torch.nn.Module) -> dict[str, Any]:
+        cfg = wrapper.vae.config
+        return {
+            "latent_channels": int(cfg.latent_channels),
+            "scale": 2 ** (len(cfg.block_out_channels) - 1),
+            "scaling_factor": float(cfg.scaling_factor),
+        }
+
     return Component(
-        lambda: VaeDecoderForExport(build()), inputs, VAE_OUTPUTS, VAE_AXES, check_seeds=(1,)
+        lambda: VaeDecoderForExport(build()), inputs, VAE_OUTPUTS, VAE_AXES, facts=facts
     )
 
 

@@ -79,21 +79,6 @@ def _sd_vae(seed: int, sample_size: int, scaling_factor: float) -> Any:
     )
 
 
-def _sd_scheduler() -> Any:
-    """The DDIM settings of SD 1.5's and SDXL's scheduler configs ("leading" spacing)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
-
-
 def build_sd15_random(out: Path, seed: int = 0) -> Path:
     """SD 1.5's UNet (diffusers' defaults with cross_attention_dim=768, 860 M parameters),
     CLIP ViT-L/14's text encoder and SD's VAE architectures, with random weights."""
@@ -106,7 +91,7 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from ..tiny_models import _tokenizer_ids, write_tiny_clip_tokenizer
+    from ..tiny_models import _tiny_ddim, _tokenizer_ids, write_tiny_clip_tokenizer
 
     _log(f"building the sd15-256 model (random weights, seed {seed}) in {out}")
     write_tiny_clip_tokenizer(out / "tokenizer")
@@ -129,7 +114,7 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
         )
     )
     vae = _sd_vae(seed + 2, sample_size=256, scaling_factor=0.18215)
-    scheduler = _sd_scheduler()
+    scheduler = _tiny_ddim()  # SD 1.5's and SDXL's DDIM settings
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -161,7 +146,7 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
         CLIPTokenizer,
     )
 
-    from ..tiny_models import _tokenizer_ids, write_tiny_clip_tokenizer
+    from ..tiny_models import _tiny_ddim, _tokenizer_ids, write_tiny_clip_tokenizer
 
     _log(f"building the sdxl-arch model (random weights, seed {seed}) in {out}")
     write_tiny_clip_tokenizer(out / "tokenizer")
@@ -203,7 +188,7 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed + 2)
     text_encoder_2 = CLIPTextModelWithProjection(text_config(1280, 32, 20, "gelu"))
     vae = _sd_vae(seed + 3, sample_size=1024, scaling_factor=0.13025)
-    scheduler = _sd_scheduler()
+    scheduler = _tiny_ddim()  # SD 1.5's and SDXL's DDIM settings
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
