@@ -23,9 +23,24 @@ from .cpu import model_sources
 BACKEND = "tensorrt"
 
 
+# A denoiser engine's symbolic C/H/W dimensions: (min, opt, max) in the profile.
+DENOISER_FREE_DIM = (1, 16, 256)
+
+
+def _denoiser_profiles(shape: list[int | None], max_batch: int) -> dict[str, str]:
+    """Unconditional denoisers: one pass per call (no guidance batch), sample and timestep."""
+    out = {}
+    for k, (kind, batch) in enumerate((("min", 1), ("opt", max_batch), ("max", max_batch))):
+        dims = [batch] + [DENOISER_FREE_DIM[k] if d is None else d for d in shape]
+        out[kind] = f"sample:{'x'.join(map(str, dims))},timestep:1"
+    return out
+
+
 def profile_shapes(manifest: Manifest, max_batch: int) -> dict[str, str]:
     """trt_profile_{min,opt,max}_shapes for the UNet: 'name:AxBxC,...' strings."""
     spec = manifest.spec
+    if spec.denoiser is not None:
+        return _denoiser_profiles(spec.denoiser.sample_shape, max_batch)
     img, f, c = spec.image, spec.vae_scale_factor, spec.latent_channels
     text = spec.text
     added = spec.unet_added_conditions

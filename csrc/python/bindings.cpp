@@ -176,9 +176,9 @@ LoopRequest parse_request(const FloatArray& latents, int64_t num_inference_steps
     rc.uncond_pooled = take(role, "uncond_pooled", r, 2, &pooled_dims);
     rc.time_ids = take(role, "time_ids", r, 2, &ids_dims);
   }
-  W2SD_CHECK_ARG(text_dims.size() == 2, "roles need 'cond' embeddings");
-  req.cond_shape.text_len = text_dims[0];
-  req.cond_shape.text_dim = text_dims[1];
+  // No 'cond' anywhere: an unconditional denoiser (check_conditioning decides).
+  req.cond_shape.text_len = text_dims.empty() ? 0 : text_dims[0];
+  req.cond_shape.text_dim = text_dims.empty() ? 0 : text_dims[1];
   req.cond_shape.pooled_dim = pooled_dims.empty() ? 0 : pooled_dims[0];
   req.cond_shape.time_ids_dim = ids_dims.empty() ? 0 : ids_dims[0];
   return req;

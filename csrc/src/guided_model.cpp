@@ -72,7 +72,7 @@ void GuidedModel::step(Role role, const float* x, int64_t timestep, const DdimCo
   in.timestep = static_cast<float>(timestep);
   in.lora_scale = state.cond.lora_scale;
   in.lane = lane_;
-  in.text = state.text.data();
+  in.text = state.text.empty() ? nullptr : state.text.data();  // unconditional: none
   in.text_len = cond_shape_.text_len;
   in.text_dim = cond_shape_.text_dim;
   if (cond_shape_.pooled_dim > 0) {

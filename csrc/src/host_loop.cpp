@@ -16,9 +16,10 @@ ReflectionSchedule reflection_schedule(const LoopRequest& request) {
 void check_conditioning(const LoopRequest& request, const InferenceBackend& backend) {
   const ConditioningShape& cs = request.cond_shape;
   W2SD_CHECK_ARG(request.shape.count() > 0, "latents must not be empty");
-  W2SD_CHECK_ARG(cs.text_len > 0 && cs.text_dim > 0,
-                 "conditioning: text_len and text_dim must be "
-                 "positive");
+  // text_len == text_dim == 0: an unconditional denoiser (no text, no guidance).
+  const bool unconditional = cs.text_len == 0 && cs.text_dim == 0;
+  W2SD_CHECK_ARG(unconditional || (cs.text_len > 0 && cs.text_dim > 0),
+                 "conditioning: text_len and text_dim must both be positive, or both 0");
   const bool added = cs.pooled_dim > 0;
   W2SD_CHECK_ARG(added == (cs.time_ids_dim > 0),
                  "pooled_dim and time_ids_dim must both be set (SDXL) or both be 0");
@@ -26,6 +27,13 @@ void check_conditioning(const LoopRequest& request, const InferenceBackend& back
     const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
     W2SD_CHECK_ARG(c.unet >= 0 && c.unet < backend.num_unets(), "role ", r, ": UNet index ", c.unet,
                    " out of range");
+    if (unconditional) {
+      W2SD_CHECK_ARG(c.cond == nullptr && c.uncond == nullptr, "role ", r,
+                     ": embeddings given without a text shape");
+      W2SD_CHECK_ARG(c.guidance == 1.0f, "role ", r,
+                     ": an unconditional denoiser has no guidance (it must be 1)");
+      continue;
+    }
     W2SD_CHECK_ARG(c.cond != nullptr, "role ", r, ": missing conditional embeddings");
     // g == 1 makes e_u + g (e_c - e_u) == e_c: the conditional pass alone is exact.
     const bool guided = c.guidance != 1.0f;

@@ -51,20 +51,25 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   impl_ = std::make_unique<Impl>();
   const Ort::SessionOptions options = host_session_options(config);
   const size_t n_unet_inputs = config.unet_names.inputs.size();
-  W2SD_CHECK_ARG(n_unet_inputs == 3 || n_unet_inputs == 5,
-                 "UNet inputs must be 3 (SD) or 5 (SDXL) names, got ", n_unet_inputs);
+  W2SD_CHECK_ARG(n_unet_inputs == 2 || n_unet_inputs == 3 || n_unet_inputs == 5,
+                 "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ",
+                 n_unet_inputs);
   for (const auto& path : config.unet_paths) {
     impl_->unets.push_back(make_unet_session(path, config.unet_names, options));
   }
-  W2SD_CHECK_ARG(!config.text_encoder_paths.empty() &&
-                     config.text_encoder_paths.size() == config.text_encoder_names.size(),
+  W2SD_CHECK_ARG(config.text_encoder_paths.size() == config.text_encoder_names.size(),
                  "need one name set per text encoder path");
+  W2SD_CHECK_ARG((n_unet_inputs == 2) == config.text_encoder_paths.empty(),
+                 n_unet_inputs == 2 ? "an unconditional denoiser takes no text encoder"
+                                    : "a conditional UNet needs a text encoder");
   for (size_t i = 0; i < config.text_encoder_paths.size(); ++i) {
     impl_->text_encoders.push_back(std::make_unique<NamedSession>(
         config.text_encoder_paths[i], config.text_encoder_names[i], options, "text encoder"));
   }
-  impl_->vae_decoder = std::make_unique<NamedSession>(
-      config.vae_decoder_path, config.vae_decoder_names, options, "VAE decoder");
+  if (!config.vae_decoder_path.empty()) {  // denoiser engines may have none
+    impl_->vae_decoder = std::make_unique<NamedSession>(
+        config.vae_decoder_path, config.vae_decoder_names, options, "VAE decoder");
+  }
 }
 
 OrtBackend::~OrtBackend() = default;
@@ -98,6 +103,8 @@ std::vector<HostTensor> OrtBackend::encode_text(int encoder, const int64_t* inpu
 
 HostTensor OrtBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                       int64_t height, int64_t width) {
+  W2SD_CHECK_ARG(impl_->vae_decoder != nullptr,
+                 "this engine has no VAE decoder: ask for output_type='latent'");
   return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
 }
 

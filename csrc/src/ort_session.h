@@ -104,8 +104,8 @@ inline std::unique_ptr<NamedSession> make_unet_session(const std::string& path,
   return s;
 }
 
-// The UNet's input tensors (3 for SD, 5 for SDXL, then the LoRA scale where the model
-// takes one) and its output tensor, wrapping the caller's buffers in `mem` (no copies).
+// The UNet's input tensors (2 for an unconditional denoiser, 3 for SD, 5 for SDXL, then the
+// LoRA scale where the model takes one) and its output tensor, wrapping the caller's buffers in `mem` (no copies).
 // `timestep` and `lora_scale` point at one float each in the same memory. The shapes
 // live in `shapes`, which must outlive the values.
 struct UnetTensors {
@@ -117,10 +117,15 @@ struct UnetTensors {
 inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
                               const UnetInputs& in, const float* timestep, const float* lora_scale,
                               float* out, UnetTensors* t) {
-  const bool added = s.inputs.size() - (s.has_lora_scale ? 1 : 0) == 5;
+  const size_t n_base = s.inputs.size() - (s.has_lora_scale ? 1 : 0);
+  const bool added = n_base == 5;
+  const bool conditional = n_base >= 3;
   W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
                  added ? "this UNet needs text_embeds and time_ids (SDXL)"
                        : "this UNet takes no text_embeds/time_ids");
+  W2SD_CHECK_ARG(conditional == (in.text != nullptr),
+                 conditional ? "this UNet needs encoder_hidden_states (text conditioning)"
+                             : "this denoiser is unconditional: it takes no text conditioning");
   auto& sh = t->shapes;
   sh[0] = {in.batch, in.channels, in.height, in.width};
   sh[1] = {1, 0, 0, 0};
@@ -131,7 +136,7 @@ inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
   const float* data[5] = {in.sample, timestep, in.text, in.text_embeds, in.time_ids};
   t->inputs.clear();
   t->inputs.reserve(6);
-  for (size_t i = 0; i < (added ? 5u : 3u); ++i) {
+  for (size_t i = 0; i < n_base; ++i) {
     size_t count = 1;
     for (size_t d = 0; d < ranks[i]; ++d) count *= static_cast<size_t>(sh[i][d]);
     t->inputs.push_back(Ort::Value::CreateTensor<float>(mem, const_cast<float*>(data[i]), count,

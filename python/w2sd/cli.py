@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import W2SDError
+from .errors import InvalidArgumentError, W2SDError
 
 DEMO_PROMPT = "a red bicycle in front of a house, photo"
 
@@ -117,9 +117,53 @@ def _run_sample(engine_dir: str, prompt: str, args: argparse.Namespace) -> Path:
     return out
 
 
+def _export_onnx(args: argparse.Namespace) -> None:
+    """`w2sd export --strong-onnx S --weak-onnx W --scheduler-config F`: plain denoisers."""
+    from .export.onnx_denoiser import OnnxExportOptions, export_onnx_engine
+
+    diffusers_only = [
+        f"--{name.replace('_', '-')}"
+        for name in ("strong", "weak", "denoiser", "strong_lora", "weak_lora", "denoiser_lora")
+        if getattr(args, name) is not None
+    ]
+    if diffusers_only:
+        raise InvalidArgumentError(
+            f"{', '.join(diffusers_only)}: give diffusers folders or ONNX denoisers, not both"
+        )
+    missing = [
+        f"--{n.replace('_', '-')}"
+        for n in ("strong_onnx", "weak_onnx", "scheduler_config")
+        if getattr(args, n) is None
+    ]
+    if missing:
+        raise InvalidArgumentError(f"ONNX denoiser export needs {', '.join(missing)}")
+    export_onnx_engine(
+        OnnxExportOptions(
+            strong=Path(args.strong_onnx),
+            weak=Path(args.weak_onnx),
+            denoiser=Path(args.denoiser_onnx) if args.denoiser_onnx else None,
+            scheduler_config=Path(args.scheduler_config),
+            out=Path(args.out),
+            num_inference_steps=args.steps,
+            reflection_steps=args.reflection_steps,
+            inversion=args.inversion,
+            force=args.force,
+        )
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .export.engine_export import ExportOptions, export_engine
     from .lora import LoraSpec
+
+    if args.strong_onnx or args.weak_onnx or args.denoiser_onnx or args.scheduler_config:
+        _export_onnx(args)
+        return
+    if args.strong is None or args.weak is None:
+        raise InvalidArgumentError(
+            "export needs --strong and --weak (diffusers folders), or --strong-onnx, "
+            "--weak-onnx and --scheduler-config (ONNX denoisers)"
+        )
 
     loras = {
         role: None if text is None else LoraSpec.parse(text, f"--{role}-lora")
@@ -180,10 +224,11 @@ def cmd_info(args: argparse.Namespace) -> None:
     info: dict[str, Any] = {
         "family": spec.family,
         "unets": [u.roles for u in spec.unets],
-        "text_encoders": [e.source for e in spec.text.encoders],
+        "text_encoders": [] if spec.text is None else [e.source for e in spec.text.encoders],
         "roles": {r: v.model_dump() for r, v in spec.roles.items()},
         "defaults": spec.defaults.model_dump(),
-        "image": spec.image.model_dump(),
+        "image": None if spec.image is None else spec.image.model_dump(),
+        "denoiser": None if spec.denoiser is None else spec.denoiser.model_dump(),
         "prediction_type": spec.scheduler.prediction_type,
         "built_backends": sorted(spec.backends),
     }
@@ -286,20 +331,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="export strong/weak diffusers pipelines to an engine dir (needs torch)",
+        help="export strong/weak diffusers pipelines (or ONNX denoisers) to an engine dir "
+        "(needs torch)",
         description="Export the strong and weak (and optional denoiser) diffusers pipeline "
         "folders to ONNX, with a manifest, into a new engine dir. Each role keeps its own "
         "UNet and text encoder(s) (identical ones are stored once); the VAE and scheduler "
-        "come from the strong pipeline.",
+        "come from the strong pipeline. Or, with --strong-onnx/--weak-onnx and "
+        "--scheduler-config, make an engine dir from plain ONNX denoisers (any epsilon- or "
+        "v-prediction model: inputs sample (B, C, H, W) and timestep (1,) or (B,), float32; "
+        "one output of the sample's shape); such engines sample latents you give them.",
     )
-    p.add_argument("--strong", required=True, help="diffusers folder of the strong model")
-    p.add_argument("--weak", required=True, help="diffusers folder of the weak model")
+    p.add_argument("--strong", default=None, help="diffusers folder of the strong model")
+    p.add_argument("--weak", default=None, help="diffusers folder of the weak model")
     p.add_argument(
         "--denoiser",
         default=None,
         help="diffusers folder of the denoiser model (default: the strong one)",
     )
     p.add_argument("--out", required=True, help="engine dir to create")
+    for role in ("strong", "weak", "denoiser"):
+        p.add_argument(
+            f"--{role}-onnx",
+            default=None,
+            metavar="MODEL.onnx",
+            help=f"plain ONNX denoiser for the {role} role (instead of --{role})"
+            + (" (default: the strong one)" if role == "denoiser" else ""),
+        )
+    p.add_argument(
+        "--scheduler-config",
+        default=None,
+        metavar="JSON",
+        help="diffusers DDIMScheduler config file for ONNX denoisers (num_train_timesteps, "
+        "betas, prediction_type, ...)",
+    )
     for role in ("strong", "weak", "denoiser"):
         p.add_argument(
             f"--{role}-lora",

@@ -21,9 +21,10 @@ class TextConditioner:
     def __init__(self, manifest: Manifest, engine: Any) -> None:
         self._spec = manifest.spec
         self._engine = engine  # the core's Engine: encode_text(encoder, ids)
+        encoders = self._spec.text.encoders if self._spec.text is not None else []
         self._tokenizers = [
             ClipTokenizer(manifest.path(e.tokenizer), e.max_length, e.pad_token_id)
-            for e in self._spec.text.encoders
+            for e in encoders
         ]
         self._added = self._spec.unet_added_conditions is not None
 
@@ -31,10 +32,12 @@ class TextConditioner:
         """Texts -> (hidden states (N, L, D), pooled embeddings (N, P) or None) with one
         encoder set: SD 1.x/2.x the encoder's last hidden state; SDXL both encoders'
         penultimate hidden states concatenated, pooled from encoder 2."""
+        text = self._spec.text
+        assert text is not None, "callers check for unconditional engines"
         hidden = []
         pooled = None
-        for i in self._spec.text.encoder_sets[encoder_set].encoders:
-            enc = self._spec.text.encoders[i]
+        for i in text.encoder_sets[encoder_set].encoders:
+            enc = text.encoders[i]
             outputs = self._engine.encode_text(i, self._tokenizers[i](texts))
             hidden.append(outputs[0])
             if "text_embeds" in enc.outputs:
@@ -45,8 +48,13 @@ class TextConditioner:
         """Per-role conditioning for the core (strong, weak, denoiser).
 
         Unconditional: the role's negative prompt, else "" or, when the role's pipeline
-        sets force_zeros_for_empty_prompt (SDXL base), zeros, as diffusers does."""
+        sets force_zeros_for_empty_prompt (SDXL base), zeros, as diffusers does. An
+        unconditional denoiser gets no conditioning (and guidance 1)."""
         spec = self._spec
+        if spec.text is None:
+            return [
+                {"unet": spec.role(r).unet, "guidance": 1.0, "lora_scale": None} for r in ROLES
+            ]
         # Unique texts per encoder set, in first-seen order.
         texts: dict[int, dict[str, int]] = {}
         uncond_texts: dict[str, list[str] | None] = {}

@@ -23,8 +23,9 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "w2sd-engine"
 # 2: per-role text encoder sets (text.encoder_sets, roles.*.text).
 # 3: unfused LoRA with its scale as a UNet input (unets.*.lora.input, roles.*.lora_scale).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # a version-2 engine dir is a version-3 one without those fields
+# 4: plain ONNX denoisers (family "onnx", `denoiser`; text, image and the VAE optional).
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)  # an older engine dir is a newer one without those fields
 ROLES = ("strong", "weak", "denoiser")
 Role = Literal["strong", "weak", "denoiser"]
 
@@ -130,7 +131,7 @@ class UnetSpec(_Strict):
 
 class RoleSpec(_Strict):
     unet: int  # index into unets
-    text: int  # index into text.encoder_sets
+    text: int | None  # index into text.encoder_sets; None for an unconditional denoiser
     guidance: float
     # Default LoRA scale when the role's UNet takes it as an input (0: LoRA off), else None.
     lora_scale: float | None = None
@@ -153,7 +154,15 @@ class FileIoSpec(IoSpec):
 
 class ModelsSpec(_Strict):
     unet: IoSpec
-    vae_decoder: FileIoSpec
+    vae_decoder: FileIoSpec | None  # None: a denoiser engine samples latents only
+
+
+class DenoiserSpec(_Strict):
+    """A plain ONNX denoiser engine (W2SD-SPEC "Models that are not Stable Diffusion"):
+    the sample's (C, H, W) as the models declare them, None where any size goes."""
+
+    sample_shape: list[int | None]
+    conditional: bool  # takes encoder_hidden_states
 
 
 class Artifact(_Strict):
@@ -172,14 +181,14 @@ class EngineManifest(_Strict):
     format: Literal["w2sd-engine"]
     version: int
     created_by: str
-    family: Literal["sd", "sdxl"]
+    family: Literal["sd", "sdxl", "onnx"]
     sources: dict[Role, str]
     scheduler: SchedulerSpec
-    latent_channels: int
-    vae_scale_factor: int
+    latent_channels: int | None  # None: any (a denoiser that takes any channel count)
+    vae_scale_factor: int  # 1 for a denoiser engine
     vae_scaling_factor: float
-    image: ImageSpec
-    text: TextSpec
+    image: ImageSpec | None  # None: a denoiser engine, sized by its latents
+    text: TextSpec | None  # None: an unconditional denoiser
     unet_added_conditions: AddedConditions | None
     unets: list[UnetSpec]
     roles: dict[Role, RoleSpec]
@@ -188,16 +197,25 @@ class EngineManifest(_Strict):
     export_checks: dict[str, float]
     artifacts: dict[str, Artifact]
     backends: dict[str, BackendBuild]
+    denoiser: DenoiserSpec | None = None
 
     @model_validator(mode="after")
     def _roles_in_range(self) -> EngineManifest:
+        if (self.family == "onnx") != (self.denoiser is not None):
+            raise ValueError("'denoiser' is set exactly for family 'onnx'")
+        if self.family != "onnx" and (
+            self.text is None or self.image is None or self.models.vae_decoder is None
+        ):
+            raise ValueError(f"a {self.family} engine needs text, image and models.vae_decoder")
         for role in ROLES:
             spec = self.roles.get(role)  # type: ignore[call-overload]
             if spec is None:
                 raise ValueError(f"roles has no '{role}'")
             if not 0 <= spec.unet < len(self.unets):
                 raise ValueError(f"roles.{role}.unet={spec.unet} does not index unets")
-            if not 0 <= spec.text < len(self.text.encoder_sets):
+            if (spec.text is None) != (self.text is None):
+                raise ValueError(f"roles.{role}.text must be set exactly when the engine has text")
+            if self.text is not None and not 0 <= (spec.text or 0) < len(self.text.encoder_sets):
                 raise ValueError(f"roles.{role}.text={spec.text} does not index encoder_sets")
             lora = self.unets[spec.unet].lora
             takes_scale = lora is not None and lora.input is not None
@@ -215,9 +233,17 @@ class EngineManifest(_Strict):
         lora = self.unets[self.role(role).unet].lora
         return None if lora is None else lora.input
 
+    @property
+    def unconditional(self) -> bool:
+        """A denoiser engine without text conditioning (no prompt, no guidance)."""
+        return self.text is None
+
     def encoder_set(self, role: str) -> EncoderSet:
         """The text conditioning of `role`: its own pipeline's encoders."""
-        return self.text.encoder_sets[self.role(role).text]
+        index = self.role(role).text
+        if self.text is None or index is None:
+            raise EngineDirError("this engine is unconditional: it has no text encoders")
+        return self.text.encoder_sets[index]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

@@ -4,7 +4,8 @@ CLI and the HTTP server all build, validated once.
 Validation happens in two places, each once: ``SampleRequest(...)`` checks what needs no
 engine (types, signs, finiteness), ``resolve(engine)`` fills the engine's defaults and
 checks what depends on it (step counts, the reflection window, image sizes, latents
-shape). Every failure is an ``InvalidArgumentError`` whose ``param`` names the field.
+shape; for an unconditional denoiser engine: no text, guidance 1, explicit latents).
+Every failure is an ``InvalidArgumentError`` whose ``param`` names the field.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class SampleRequest:
 
         ``schedule(T)`` builds the core's DDIM schedule (which checks T against the
         scheduler); the reflection window is checked by the core's own function."""
-        if self.prompt is None:
+        if self.prompt is None and not engine.unconditional:
             raise InvalidArgumentError(
                 "prompt must be a str or a list of str, got None", param="prompt"
             )
@@ -190,6 +191,25 @@ class SampleRequest:
         )
         reflection = reflection if isinstance(reflection, int) else list(reflection)
         window = _as_param("reflection_steps", lambda: core().reflection_window(steps, reflection))
+        if engine.unconditional:
+            latents = self._unconditional_latents(engine)
+            return ResolvedRequest(
+                request=self,
+                batch=latents.shape[0],
+                num_inference_steps=steps,
+                timesteps=timesteps,
+                reflection=reflection,
+                unet_calls=steps + 2 * len(window),
+                inversion=self.inversion or d.inversion,
+                guidance=dict.fromkeys(ROLES, 1.0),
+                lora_scales=dict.fromkeys(ROLES),
+                prompts={r: [] for r in ROLES},
+                negative_prompts=dict.fromkeys(ROLES),
+                latents=latents,
+                seed=None,
+                height=latents.shape[2],
+                width=latents.shape[3],
+            )
 
         strong = self.strong_guidance
         guidance = {
@@ -243,6 +263,55 @@ class SampleRequest:
             height=latents.shape[2] * f,
             width=latents.shape[3] * f,
         )
+
+    def _unconditional_latents(self, engine: EngineManifest) -> np.ndarray:
+        """Check a request for an unconditional denoiser engine; return its latents."""
+        text_fields = ["prompt", "negative_prompt"] + [
+            f"{r}_{k}" for r in ROLES for k in _ROLE_TEXT
+        ]
+        for name in text_fields:
+            if getattr(self, name) is not None:
+                raise InvalidArgumentError(
+                    f"{name}: this engine's denoisers are unconditional; they take no text",
+                    param=name,
+                )
+        for role in ROLES:
+            for name, off in ((f"{role}_guidance", 1.0), (f"{role}_lora_scale", None)):
+                value = getattr(self, name)
+                if value is not None and value != off:
+                    raise InvalidArgumentError(
+                        f"{name}={value}: an unconditional denoiser has nothing to "
+                        + ("guide (guidance must be 1)" if off else "scale (no LoRA)"),
+                        param=name,
+                    )
+        if engine.models.vae_decoder is None and self.output_type != "latent":
+            raise InvalidArgumentError(
+                f"output_type={self.output_type!r}: this engine has no VAE decoder; "
+                "ask for output_type='latent'",
+                param="output_type",
+            )
+        x = self.latents
+        if x is None:
+            raise InvalidArgumentError(
+                "latents are required: a denoiser engine samples from the initial latents "
+                "you give it, float32 (B, C, H, W)",
+                param="latents",
+            )
+        for name in ("seed", "height", "width"):
+            if getattr(self, name) is not None:
+                raise InvalidArgumentError(
+                    f"{name}: a denoiser engine takes its shape and noise from `latents`",
+                    param=name,
+                )
+        assert engine.denoiser is not None
+        want = engine.denoiser.sample_shape
+        if any(w is not None and w != got for w, got in zip(want, x.shape[1:], strict=True)):
+            shown = ", ".join("any" if w is None else str(w) for w in want)
+            raise InvalidArgumentError(
+                f"latents must have shape (B, {shown}) for this engine's denoisers, got {x.shape}",
+                param="latents",
+            )
+        return np.ascontiguousarray(x)
 
     def _initial_latents(self, engine: EngineManifest, batch: int) -> tuple[np.ndarray, int | None]:
         f, c = engine.vae_scale_factor, engine.latent_channels

@@ -103,13 +103,15 @@ class W2SDRuntime:
                 f"`w2sd build {self.manifest.root} --backend {backend}`"
             )
         files = built.files
+        encoders = spec.text.encoders if spec.text is not None else []
+        has_vae = spec.models.vae_decoder is not None
         names = [f"unet{i}" for i in range(len(spec.unets))]
-        names += [f"text_encoder{i}" for i in range(len(spec.text.encoders))]
-        names.append("vae_decoder")
+        names += [f"text_encoder{i}" for i in range(len(encoders))]
+        names += ["vae_decoder"] if has_vae else []
         missing = [n for n in names if n not in files]
         if missing:
             raise EngineDirError(f"{self.manifest.root}: {backend} build lacks {missing}; rebuild")
-        tokenizers = sorted({e.tokenizer for e in spec.text.encoders})
+        tokenizers = sorted({e.tokenizer for e in encoders})
         self.manifest.verify(sorted(built.artifacts) + tokenizers, full=verify_checksums)
         facts = built.model_extra or {}
 
@@ -120,9 +122,9 @@ class W2SDRuntime:
             library_path=str(find_ort_library()),
             unet_paths=[path(f"unet{i}") for i in range(len(spec.unets))],
             unet_inputs=list(spec.models.unet.inputs),
-            text_encoder_paths=[path(f"text_encoder{i}") for i in range(len(spec.text.encoders))],
-            text_encoder_outputs=[list(e.outputs) for e in spec.text.encoders],
-            vae_decoder_path=path("vae_decoder"),
+            text_encoder_paths=[path(f"text_encoder{i}") for i in range(len(encoders))],
+            text_encoder_outputs=[list(e.outputs) for e in encoders],
+            vae_decoder_path=path("vae_decoder") if has_vae else "",
             **scheduler_kwargs(spec.scheduler),
             intra_op_threads=threads or 0,
             graph_optimization_level=int(facts.get("graph_optimization_level", _ORT_LEVEL_ALL)),
@@ -132,7 +134,7 @@ class W2SDRuntime:
             provider_options=self._provider_options(built),
             memory_arena=bool(memory_arena),
         )
-        self._text = TextConditioner(self.manifest, self._engine)
+        self._text = TextConditioner(self.manifest, self._engine)  # no-op when unconditional
         self.last_stats: dict[str, Any] = {}
         self.last_many_stats: list[dict[str, Any] | None] = []
 
@@ -154,8 +156,8 @@ class W2SDRuntime:
         return {
             **spec.defaults.model_dump(),
             **{f"{r}_guidance": spec.role(r).guidance for r in ("strong", "weak", "denoiser")},
-            "height": spec.image.default_height,
-            "width": spec.image.default_width,
+            "height": None if spec.image is None else spec.image.default_height,
+            "width": None if spec.image is None else spec.image.default_width,
         }
 
     def timesteps(self, num_inference_steps: int) -> list[int]:
@@ -176,7 +178,10 @@ class W2SDRuntime:
         self, texts: list[str], role: str = "strong"
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Texts -> (hidden states, pooled embeddings or None) with `role`'s text encoder(s)."""
-        return self._text.encode(self.manifest.spec.role(role).text, texts)
+        index = self.manifest.spec.role(role).text
+        if index is None:
+            raise InvalidArgumentError("this engine is unconditional: it has no text encoders")
+        return self._text.encode(index, texts)
 
     # -- sampling -------------------------------------------------------------------
 

@@ -85,18 +85,24 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def write_tiny_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> None:
+def write_tiny_clip_tokenizer(
+    folder: Path,
+    pad_token: str = "<|endoftext|>",
+    words: list[str] | None = None,
+    max_length: int = MAX_LENGTH,
+) -> None:
     """Write ``vocab.json``, ``merges.txt`` and configs of a tiny CLIP BPE tokenizer.
 
     ``pad_token`` is "<|endoftext|>" as in SD 1.x's tokenizer, or "!" as in the
-    OpenCLIP tokenizers of SD 2.x and SDXL's second encoder."""
+    OpenCLIP tokenizers of SD 2.x and SDXL's second encoder. ``words`` replaces the
+    built-in word list the merges come from."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for tok in chars + [c + "</w>" for c in chars]:
         vocab[tok] = len(vocab)
     merges: list[str] = []
-    for word in _WORDS:
+    for word in _WORDS if words is None else words:
         # Merge each word left to right: "r e" -> "re", "re d</w>" -> "red</w>".
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         while len(pieces) > 1:
@@ -119,7 +125,7 @@ def write_tiny_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") ->
         "pad_token": pad_token,
     }
     (folder / "special_tokens_map.json").write_text(json.dumps(special), encoding="utf-8")
-    config = dict(special, model_max_length=MAX_LENGTH, tokenizer_class="CLIPTokenizer")
+    config = dict(special, model_max_length=max_length, tokenizer_class="CLIPTokenizer")
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
