@@ -52,9 +52,7 @@ class TextConditioner:
         unconditional denoiser gets no conditioning (and guidance 1)."""
         spec = self._spec
         if spec.text is None:
-            return [
-                {"unet": spec.role(r).unet, "guidance": 1.0, "lora_scale": None} for r in ROLES
-            ]
+            return [{"unet": spec.role(r).unet, "guidance": 1.0, "lora_scale": None} for r in ROLES]
         # Unique texts per encoder set, in first-seen order.
         texts: dict[int, dict[str, int]] = {}
         uncond_texts: dict[str, list[str] | None] = {}
