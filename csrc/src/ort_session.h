@@ -105,9 +105,9 @@ inline std::unique_ptr<NamedSession> make_unet_session(const std::string& path,
 }
 
 // The UNet's input tensors (2 for an unconditional denoiser, 3 for SD, 5 for SDXL, then the
-// LoRA scale where the model takes one) and its output tensor, wrapping the caller's buffers in `mem` (no copies).
-// `timestep` and `lora_scale` point at one float each in the same memory. The shapes
-// live in `shapes`, which must outlive the values.
+// LoRA scale where the model takes one) and its output tensor, wrapping the caller's buffers in
+// `mem` (no copies). `timestep` and `lora_scale` point at one float each in the same memory. The
+// shapes live in `shapes`, which must outlive the values.
 struct UnetTensors {
   std::array<std::array<int64_t, 4>, 5> shapes{};
   std::vector<Ort::Value> inputs;

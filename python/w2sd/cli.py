@@ -11,8 +11,6 @@ from typing import Any
 
 from .errors import InvalidArgumentError, W2SDError
 
-DEMO_PROMPT = "a red bicycle in front of a house, photo"
-
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -309,23 +307,56 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .bench.workloads import prepare
+    from .demos import demo_gmm, demo_shapes
 
     t0 = time.perf_counter()
     work = Path(args.workdir)
     if args.gmm:
-        from .demos import demo_gmm
-
         _log(f"demo --gmm: exact Gaussian-mixture denoisers through the runtime, in {work / 'gmm'}")
         demo_gmm(work / "gmm", args.samples, _log)
-        _log(f"demo finished in {time.perf_counter() - t0:.1f}s")
-        return
-    _log(f"demo: the tiny local model pair, exported and built once in {work}")
-    engine = prepare("tiny", work, log=_log)
-    if args.output is None:
-        args.output = str(work / "demo.png")
-    _run_sample(str(engine), args.prompt, args)
+    else:
+        _log(
+            "demo: the shipped shapes pair (trained strong model, early-checkpoint weak model), "
+            f"plain DDIM vs W2SD on {args.num_images} images, in {work}"
+        )
+        demo_shapes(work, args.num_images, _log)
     _log(f"demo finished in {time.perf_counter() - t0:.1f}s")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import EvalOptions, evaluate, table
+
+    try:
+        text = Path(args.prompts).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidArgumentError(f"--prompts: cannot read {args.prompts!r}: {e}") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    options = {
+        f"{r}_guidance": getattr(args, f"{r}_guidance")
+        for r in ("strong", "weak", "denoiser")
+        if getattr(args, f"{r}_guidance") is not None
+    }
+    result = evaluate(
+        EvalOptions(
+            engine_dir=Path(args.engine_dir),
+            prompts=prompts,
+            num_images=args.num_images,
+            steps=args.steps,
+            reflection_steps=args.reflection_steps,
+            ddim_steps=args.ddim_steps,
+            inversion=args.inversion,
+            backend=args.backend,
+            threads=args.threads,
+            batch=args.batch,
+            seed=args.seed,
+            scorer=args.scorer,
+            out_dir=Path(args.out),
+            options=options,
+        ),
+        log=_log,
+    )
+    print(table(result))
+    _log(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'grid.png'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,12 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="build a tiny local model pair, export, build and sample (no download)",
-        description="The embedded default: builds two tiny SD-1.x pipelines with fixed seeds "
-        "(needs torch), exports and builds them once into --workdir, then samples "
-        "with W2SD and writes a PNG.",
+        help="show W2SD at work on the shipped trained pair (no download)",
+        description="The embedded default: the trained shapes text-to-image pair shipped with "
+        "the package (strong = the trained model, weak = an early checkpoint) is exported and "
+        "built once into --workdir (needs torch), then --num-images images are drawn with "
+        "plain DDIM (49 steps) and with W2SD (T=25, lambda=12: the same 49 UNet calls) from "
+        "the same seeds and scored for prompt adherence; writes demo.png (side by side) and "
+        "prints the figures. --gmm runs the paper's Gaussian-mixture study instead.",
     )
-    p.add_argument("--prompt", default=DEMO_PROMPT, help=f"prompt (default: {DEMO_PROMPT!r})")
     p.add_argument(
         "--workdir",
         default="w2sd-demo",
@@ -540,8 +573,49 @@ def build_parser() -> argparse.ArgumentParser:
         default=20000,
         help="samples per figure for --gmm (default 20000)",
     )
-    _add_sample_args(p)
-    p.set_defaults(func=cmd_demo, output=None, seed=0)
+    p.add_argument("--num-images", type=int, default=100, help="images per method (default 100)")
+    p.set_defaults(func=cmd_demo)
+
+    from .evaluate import DEFAULT_SCORER
+
+    p = sub.add_parser(
+        "eval",
+        help="prompt adherence: plain DDIM vs W2SD at the same UNet-call budget",
+        description="Generate --num-images images with plain DDIM (T + 2*lambda steps) and "
+        "with W2SD (T steps, lambda reflections), from the same initial latents, score "
+        "each with --scorer, and report every metric's mean with its 95%% confidence "
+        "interval and the paired W2SD - DDIM difference. Writes results.json and grid.png "
+        "(side by side, same seeds) to --out.",
+    )
+    p.add_argument("engine_dir", help="engine dir (built for --backend)")
+    p.add_argument("--prompts", required=True, help="text file, one prompt per line (cycled)")
+    p.add_argument("--num-images", type=int, default=500, help="images per method (default 500)")
+    p.add_argument("--steps", type=int, default=25, help="W2SD steps T (default 25)")
+    p.add_argument(
+        "--reflection-steps", type=int, default=12, help="W2SD reflection steps lambda (default 12)"
+    )
+    p.add_argument(
+        "--ddim-steps",
+        type=int,
+        default=None,
+        help="plain DDIM steps (default T + 2*lambda: the same number of UNet calls)",
+    )
+    p.add_argument("--inversion", choices=("official", "exact"), default=None)
+    for role in ("strong", "weak", "denoiser"):
+        p.add_argument(f"--{role}-guidance", type=float, default=None)
+    p.add_argument(
+        "--scorer",
+        default=DEFAULT_SCORER,
+        help="module:function taking (uint8 images (N, H, W, 3), prompts) and returning "
+        f"per-image scores, an array or a dict of arrays (default: {DEFAULT_SCORER}, the "
+        "shapes world's rule-based adherence)",
+    )
+    p.add_argument("--batch", type=int, default=50, help="images per runtime call (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED + i (default 0)")
+    p.add_argument("--out", default="w2sd-eval", help="output dir (default ./w2sd-eval)")
+    p.add_argument("--backend", default="cpu", help="inference backend (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
         "bench",

@@ -75,7 +75,7 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
     const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
     DeviceRole& d = roles[static_cast<size_t>(r)];
     d.guided = c.guidance != 1.0f;  // check_conditioning has vouched for the pointers
-    if (cs.text_len > 0) {  // an unconditional denoiser has no text
+    if (cs.text_len > 0) {          // an unconditional denoiser has no text
       d.text = upload(stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, d.guided), stream);
     }
     if (added) {
