@@ -37,6 +37,7 @@ from w2sd.manifest import (
 )
 
 from . import onnx_export as ox
+from .common import check_out_and_defaults, scheduler_section
 from .lora_input import attach_lora_input
 from .text_encoders import (
     EncoderPlan,
@@ -141,15 +142,7 @@ def _scheduler_config(folder: Path) -> dict[str, Any]:
     """DDIMScheduler built from the folder's scheduler_config, plus its ᾱ table."""
     from diffusers import DDIMScheduler
 
-    cfg = dict(DDIMScheduler.from_pretrained(folder, subfolder="scheduler").config)
-    # The spec runs DDIM with clip_sample and thresholding off, whatever the source says.
-    cfg.update(clip_sample=False, thresholding=False)
-    sched = DDIMScheduler.from_config(cfg)
-    cfg = {k: v for k, v in sched.config.items() if not k.startswith("_")}
-    if cfg.get("trained_betas") is not None:
-        cfg["trained_betas"] = [float(b) for b in cfg["trained_betas"]]
-    cfg["alphas_cumprod"] = [float(a) for a in sched.alphas_cumprod.to(torch.float32).tolist()]
-    return cfg
+    return scheduler_section(DDIMScheduler.from_pretrained(folder, subfolder="scheduler").config)
 
 
 def _check_roles_compatible(folders: dict[str, Path], family: Family) -> dict[str, Any]:
@@ -261,20 +254,13 @@ def export_engine(opts: ExportOptions) -> Path:
     for role, path in folders.items():
         _check_folder(path, role)
     out = Path(opts.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not opts.force:
-        raise InvalidArgumentError(
-            f"--out: '{out}' exists and is not empty (use --force to replace)"
-        )
+    check_out_and_defaults(
+        out, opts.force, opts.inversion, opts.num_inference_steps, opts.reflection_steps
+    )
     if opts.lora_mode not in LORA_MODES:
         raise InvalidArgumentError(
             f"--lora-mode: unknown {opts.lora_mode!r} (known: {', '.join(LORA_MODES)})"
         )
-    if opts.inversion not in ("official", "exact"):
-        raise InvalidArgumentError(f"--inversion: unknown mode {opts.inversion!r}")
-    if opts.num_inference_steps <= 0:
-        raise InvalidArgumentError("--steps must be positive")
-    if not 0 <= opts.reflection_steps <= opts.num_inference_steps - 1:
-        raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
 
     model_index = _read_json(folders["strong"] / "model_index.json")
     family = detect_family(model_index)

@@ -38,6 +38,8 @@ from w2sd.manifest import (
     write_manifest,
 )
 
+from .common import check_out_and_defaults, scheduler_section
+
 SAMPLE, TIMESTEP, TEXT = "sample", "timestep", "encoder_hidden_states"
 OUTPUT = "out_sample"
 _BATCH_TIMESTEP = "w2sd_timestep_per_sample"
@@ -214,9 +216,6 @@ def verify(original: Path, normalised: Path, facts: DenoiserFacts, where: str) -
 
 def scheduler_facts(config_path: Path) -> dict[str, Any]:
     """A diffusers DDIMScheduler config file -> the manifest's scheduler section."""
-    import torch
-    from diffusers import DDIMScheduler
-
     try:
         cfg = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -225,13 +224,7 @@ def scheduler_facts(config_path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(cfg, dict):
         raise InvalidArgumentError(f"--scheduler-config: '{config_path}' is not a JSON object")
-    cfg.update(clip_sample=False, thresholding=False)  # as the spec runs DDIM
-    sched = DDIMScheduler.from_config(cfg)
-    out = {k: v for k, v in sched.config.items() if not k.startswith("_")}
-    if out.get("trained_betas") is not None:
-        out["trained_betas"] = [float(b) for b in out["trained_betas"]]
-    out["alphas_cumprod"] = [float(a) for a in sched.alphas_cumprod.to(torch.float32).tolist()]
-    return out
+    return scheduler_section(cfg)
 
 
 def export_onnx_engine(opts: OnnxExportOptions) -> Path:
@@ -242,16 +235,9 @@ def export_onnx_engine(opts: OnnxExportOptions) -> Path:
     paths = {"strong": Path(opts.strong), "weak": Path(opts.weak)}
     paths["denoiser"] = Path(opts.denoiser) if opts.denoiser else paths["strong"]
     out = Path(opts.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not opts.force:
-        raise InvalidArgumentError(
-            f"--out: '{out}' exists and is not empty (use --force to replace)"
-        )
-    if opts.inversion not in ("official", "exact"):
-        raise InvalidArgumentError(f"--inversion: unknown mode {opts.inversion!r}")
-    if opts.num_inference_steps <= 0:
-        raise InvalidArgumentError("--steps must be positive")
-    if not 0 <= opts.reflection_steps <= opts.num_inference_steps - 1:
-        raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
+    check_out_and_defaults(
+        out, opts.force, opts.inversion, opts.num_inference_steps, opts.reflection_steps
+    )
     for role, p in paths.items():
         if not p.is_file():
             raise InvalidArgumentError(f"--{role}-onnx: '{p}' is not a file")

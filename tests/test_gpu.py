@@ -80,3 +80,25 @@ def test_lanes_overlap_beats_one_after_another(gpu_runtime):  # type: ignore[no-
     gpu_runtime.sample_many(reqs, lanes=2)
     overlapped = time.perf_counter() - t0
     assert overlapped < sequential
+
+
+@pytest.mark.parametrize("backend", ["cuda", "tensorrt"])
+def test_unconditional_denoiser_engine_on_the_gpu(backend, tmp_path):  # type: ignore[no-untyped-def]
+    """A plain ONNX denoiser engine (no text, no VAE) on the device loop, against the spec's
+    loop in numpy with exact mixture epsilons."""
+    from test_denoiser import STEPS, STRONG_2D, WEAK_2D, _engine, _scheduler
+
+    from w2sd.engines.build import build_engine
+    from w2sd.gmm import numpy_w2sd
+    from w2sd.manifest import SchedulerSpec
+
+    status = {s.name: s for s in w2sd.backend_status()}[backend]
+    if not status.available:
+        pytest.fail(f"a CUDA device is visible but {backend} is not available: {status.reason}")
+    engine = _engine(tmp_path, "gpu-gmm", STRONG_2D, WEAK_2D)
+    build_engine(str(engine), backend, log=lambda m: None)
+    x = np.random.default_rng(1).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    got = W2SDRuntime(engine, backend=backend).sample(latents=x, output_type="latent")
+    sched = SchedulerSpec.model_validate(_scheduler(tmp_path)[1])
+    ref = numpy_w2sd(sched, STRONG_2D, WEAK_2D, STRONG_2D, x, STEPS, 5, "official")
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= GPU_LATENT_RTOL
