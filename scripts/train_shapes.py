@@ -101,9 +101,9 @@ def make_text_encoder(tok_dir: Path) -> CLIPTextModel:
     )
 
 
-def dataset(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+def dataset(n: int, seed: int, relations: tuple[str, ...]) -> tuple[torch.Tensor, list[str]]:
     rng = np.random.default_rng(seed)
-    scenes = sample_scenes(rng, n)
+    scenes = sample_scenes(rng, n, relations)
     images = np.stack([render(s, rng) for s, _ in scenes])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return x, [p for _, p in scenes]
@@ -165,6 +165,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--relations",
+        default="above",
+        help="caption relations: 'above' (the first-named shape is on top) or 'above,below' "
+        "(both phrasings; the first shipped run, whose models never learnt the relation)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -174,7 +180,7 @@ def main() -> None:
     work = out / "_work"
     work.mkdir(parents=True, exist_ok=True)
 
-    x, captions = dataset(args.images, args.seed)
+    x, captions = dataset(args.images, args.seed, tuple(args.relations.split(",")))
     log(f"rendered {len(x)} images")
     vae = train_vae(x, args.vae_steps, 32, gen)
     latents = encode_all(vae, x)

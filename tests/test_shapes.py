@@ -41,26 +41,12 @@ def test_scorer_accepts_the_truth_and_rejects_a_wrong_prompt() -> None:
         p.replace("above", "#").replace("below", "above").replace("#", "below") for p in prompts
     ]
     assert score_images(images, swapped)["relation"].mean() <= 0.02
-    recoloured = [
-        p.replace("red", "#").replace("green", "red").replace("#", "green") for p in prompts
-    ]
-    changed = [a != b for a, b in zip(prompts, recoloured, strict=True)]
-    assert (
-        score_images(images[changed], [p for p, c in zip(recoloured, changed, strict=True) if c])[
-            "colours"
-        ].mean()
-        <= 0.02
-    )
-    reshaped = [
-        p.replace("circle", "#").replace("square", "circle").replace("#", "square") for p in prompts
-    ]
-    changed = [a != b for a, b in zip(prompts, reshaped, strict=True)]
-    assert (
-        score_images(images[changed], [p for p, c in zip(reshaped, changed, strict=True) if c])[
-            "shapes"
-        ].mean()
-        <= 0.05
-    )
+    # Any changed colour or shape word makes the prompt false for the image.
+    for a, b in (("red", "green"), ("circle", "square")):
+        changed = [p.replace(a, "#").replace(b, a).replace("#", b) for p in prompts]
+        keep = [x != y for x, y in zip(prompts, changed, strict=True)]
+        wrong = score_images(images[keep], [c for c, k in zip(changed, keep, strict=True) if k])
+        assert sum(keep) > 100 and wrong["adherence"].mean() <= 0.03
 
 
 def test_scorer_refuses_a_prompt_it_cannot_judge() -> None:

@@ -59,7 +59,7 @@ def demo_gmm(work: Path, samples: int, log: Callable[[str], None]) -> dict[str, 
 
 # The shipped shapes pair's defaults (w2sd.shapes.models_dir()): see the README's
 # "Does W2SD help?" section for how they were chosen and every configuration tried.
-SHAPES_GUIDANCE = 3.0
+SHAPES_GUIDANCE = 1.5
 
 
 def shapes_engine(work: Path, log: Callable[[str], None], gap: str = "weight") -> Path:

@@ -62,15 +62,14 @@ def all_scenes() -> list[Scene]:
     ]
 
 
-def sample_scenes(rng: np.random.Generator, n: int) -> list[tuple[Scene, str]]:
-    """n random scenes, each with a caption using "above" or "below" at random."""
+def sample_scenes(
+    rng: np.random.Generator, n: int, relations: tuple[str, ...] = ("above", "below")
+) -> list[tuple[Scene, str]]:
+    """n random scenes, each captioned with one of `relations` at random."""
     scenes = all_scenes()
     picks = rng.integers(0, len(scenes), n)
-    relations = rng.integers(0, 2, n)
-    return [
-        (scenes[i], scenes[i].prompt("above" if r == 0 else "below"))
-        for i, r in zip(picks, relations, strict=True)
-    ]
+    which = rng.integers(0, len(relations), n)
+    return [(scenes[i], scenes[i].prompt(relations[r])) for i, r in zip(picks, which, strict=True)]
 
 
 def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
