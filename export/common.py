@@ -25,6 +25,15 @@ def check_out_and_defaults(
         raise InvalidArgumentError("--reflection-steps must be in [0, --steps - 1]")
 
 
+def defaults_section(steps: int, reflection_steps: int, inversion: str) -> dict[str, Any]:
+    """The manifest's sampling defaults (checked by check_out_and_defaults)."""
+    return {
+        "num_inference_steps": int(steps),
+        "reflection_steps": int(reflection_steps),
+        "inversion": inversion,
+    }
+
+
 def scheduler_section(config: dict[str, Any]) -> dict[str, Any]:
     """A DDIMScheduler config -> the manifest's scheduler section, with its ᾱ table."""
     import torch

@@ -37,7 +37,7 @@ from w2sd.manifest import (
 )
 
 from . import onnx_export as ox
-from .common import check_out_and_defaults, scheduler_section
+from .common import check_out_and_defaults, defaults_section, scheduler_section
 from .lora_input import attach_lora_input
 from .text_encoders import (
     EncoderPlan,
@@ -496,11 +496,9 @@ def _export_into(
                 }
                 for r in ROLES
             },
-            "defaults": {
-                "num_inference_steps": int(opts.num_inference_steps),
-                "reflection_steps": int(opts.reflection_steps),
-                "inversion": opts.inversion,
-            },
+            "defaults": defaults_section(
+                opts.num_inference_steps, opts.reflection_steps, opts.inversion
+            ),
             "models": {
                 "unet": {"inputs": list(unet_inputs), "outputs": list(ox.UNET_OUTPUTS)},
                 "vae_decoder": {

@@ -38,7 +38,7 @@ from w2sd.manifest import (
     write_manifest,
 )
 
-from .common import check_out_and_defaults, scheduler_section
+from .common import check_out_and_defaults, defaults_section, scheduler_section
 
 SAMPLE, TIMESTEP, TEXT = "sample", "timestep", "encoder_hidden_states"
 OUTPUT = "out_sample"
@@ -299,11 +299,9 @@ def export_onnx_engine(opts: OnnxExportOptions) -> Path:
                     r: {"unet": role_unet[r], "text": None, "guidance": 1.0, "lora_scale": None}
                     for r in ROLES
                 },
-                "defaults": {
-                    "num_inference_steps": int(opts.num_inference_steps),
-                    "reflection_steps": int(opts.reflection_steps),
-                    "inversion": opts.inversion,
-                },
+                "defaults": defaults_section(
+                    opts.num_inference_steps, opts.reflection_steps, opts.inversion
+                ),
                 "models": {
                     "unet": {"inputs": [SAMPLE, TIMESTEP], "outputs": [OUTPUT]},
                     "vae_decoder": None,

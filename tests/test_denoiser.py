@@ -284,57 +284,32 @@ def test_cli_export_build_and_errors(tmp):  # type: ignore[no-untyped-def]
     sched, facts = _scheduler(tmp)
     s = tmp / "cli-s.onnx"
     onnx.save(onnx_denoiser(STRONG_1D, facts["alphas_cumprod"]), str(s))
-    w2sd = [sys.executable, "-m", "w2sd"]
     out = tmp / "cli-engine"
-    ok = subprocess.run(
-        [
-            *w2sd,
-            "export",
-            "--strong-onnx",
-            str(s),
-            "--weak-onnx",
-            str(s),
-            "--scheduler-config",
-            str(sched),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    onnx_args = ["--strong-onnx", str(s), "--weak-onnx", str(s)]
+    ok = _w2sd("export", *onnx_args, "--scheduler-config", str(sched), "--out", str(out))
     assert ok.returncode == 0, ok.stderr
-    built = subprocess.run(
-        [*w2sd, "build", str(out), "--backend", "cpu"], capture_output=True, text=True
-    )
+    built = _w2sd("build", str(out), "--backend", "cpu")
     assert built.returncode == 0, built.stderr
     x = _latents((10, 1, 1, 1))
     got = W2SDRuntime(out).sample(latents=x, output_type="latent")
     assert got.shape == x.shape and np.isfinite(got).all()
-    missing = subprocess.run(
-        [*w2sd, "export", "--strong-onnx", str(s), "--weak-onnx", str(s), "--out", str(tmp / "y")],
-        capture_output=True,
-        text=True,
-    )
+    missing = _w2sd("export", *onnx_args, "--out", str(tmp / "y"))
     assert missing.returncode == 2 and "needs --scheduler-config" in missing.stderr
-    mixed = subprocess.run(
-        [
-            *w2sd,
-            "export",
-            "--strong",
-            "x",
-            "--strong-onnx",
-            str(s),
-            "--weak-onnx",
-            str(s),
-            "--scheduler-config",
-            str(sched),
-            "--out",
-            str(tmp / "z"),
-        ],
-        capture_output=True,
-        text=True,
+    mixed = _w2sd(
+        "export",
+        "--strong",
+        "x",
+        *onnx_args,
+        "--scheduler-config",
+        str(sched),
+        "--out",
+        str(tmp / "z"),
     )
     assert mixed.returncode == 2 and "not both" in mixed.stderr
+
+
+def _w2sd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "w2sd", *args], capture_output=True, text=True)
 
 
 # -- other backends --------------------------------------------------------------------------

@@ -66,10 +66,8 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
     impl_->text_encoders.push_back(std::make_unique<NamedSession>(
         config.text_encoder_paths[i], config.text_encoder_names[i], options, "text encoder"));
   }
-  if (!config.vae_decoder_path.empty()) {  // denoiser engines may have none
-    impl_->vae_decoder = std::make_unique<NamedSession>(
-        config.vae_decoder_path, config.vae_decoder_names, options, "VAE decoder");
-  }
+  impl_->vae_decoder =
+      make_vae_decoder_session(config.vae_decoder_path, config.vae_decoder_names, options);
 }
 
 OrtBackend::~OrtBackend() = default;
@@ -103,9 +101,7 @@ std::vector<HostTensor> OrtBackend::encode_text(int encoder, const int64_t* inpu
 
 HostTensor OrtBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                       int64_t height, int64_t width) {
-  W2SD_CHECK_ARG(impl_->vae_decoder != nullptr,
-                 "this engine has no VAE decoder: ask for output_type='latent'");
-  return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
+  return decode_on_host(impl_->vae_decoder.get(), latents, batch, channels, height, width);
 }
 
 }  // namespace w2sd

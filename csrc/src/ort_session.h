@@ -176,8 +176,19 @@ inline std::vector<HostTensor> encode_text_on_host(NamedSession& s, const int64_
   return run_on_host(s, ids, "text encoder");
 }
 
-inline HostTensor decode_on_host(NamedSession& s, const float* latents, int64_t batch,
+// The VAE decoder's session, or null when the engine has none (a denoiser engine).
+inline std::unique_ptr<NamedSession> make_vae_decoder_session(const std::string& path,
+                                                              const OrtModelNames& names,
+                                                              const Ort::SessionOptions& options) {
+  if (path.empty()) return nullptr;
+  return std::make_unique<NamedSession>(path, names, options, "VAE decoder");
+}
+
+// `vae` may be null (no VAE decoder): that is the caller's error, reported as such.
+inline HostTensor decode_on_host(NamedSession* vae, const float* latents, int64_t batch,
                                  int64_t channels, int64_t height, int64_t width) {
+  W2SD_CHECK_ARG(vae != nullptr, "this engine has no VAE decoder: ask for output_type='latent'");
+  NamedSession& s = *vae;
   static const Ort::MemoryInfo cpu =
       Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   const std::array<int64_t, 4> shape{batch, channels, height, width};

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ExportVerificationError
 
 # Runtime and numpy figures must agree to the third decimal.
@@ -35,15 +33,8 @@ def demo_gmm(work: Path, samples: int, log: Callable[[str], None]) -> dict[str, 
         f"\nruntime vs numpy: max |difference| {worst:.2e} over {len(rows)} figures "
         f"({samples} samples each)"
     )
-    means = np.asarray(TRUE_1D.means)[:, 0]
-
-    def density(xs: np.ndarray) -> np.ndarray:
-        s = TRUE_1D.std
-        g = np.exp(-((xs[:, None] - means) ** 2) / (2 * s * s)) / (s * np.sqrt(2 * np.pi))
-        return (g * np.asarray(TRUE_1D.weights)).sum(1)
-
     png = work / "gmm.png"
-    study_picture(study, density).save(png)
+    study_picture(study, TRUE_1D.density_1d).save(png)
     (work / "gmm.md").write_text(md + "\n")
     result = {"samples": samples, "max_runtime_numpy_diff": worst, "rows": rows_json(rows)}
     (work / "gmm.json").write_text(json.dumps(result, indent=1) + "\n")

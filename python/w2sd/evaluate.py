@@ -143,7 +143,7 @@ def evaluate(opts: EvalOptions, log: Callable[[str], None] = print) -> dict[str,
             label: {**run, "unet_calls": run["num_inference_steps"] + 2 * run["reflection_steps"]}
             for label, run in runs.items()
         },
-        "options": {k: v for k, v in opts.options.items()},
+        "options": dict(opts.options),
         "guidance": {r: rt.manifest.spec.role(r).guidance for r in ("strong", "weak", "denoiser")},
         "metrics": {},
     }

@@ -62,6 +62,13 @@ class GaussianMixture:
         score = (r[:, :, None] * diff).sum(1) / v
         return (-np.sqrt(1.0 - a) * score).astype(x.dtype)
 
+    def density_1d(self, xs: np.ndarray) -> np.ndarray:
+        """The data density at points xs of a one-channel mixture."""
+        means = np.asarray(self.means)[:, 0]
+        s = self.std
+        g = np.exp(-((xs[:, None] - means) ** 2) / (2 * s * s)) / (s * np.sqrt(2 * np.pi))
+        return (g * np.asarray(self.weights)).sum(1)
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples of the mixture itself, (n, C)."""
         k = rng.choice(len(self.weights), size=n, p=np.asarray(self.weights))

@@ -104,10 +104,8 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
             config.base.text_encoder_paths[i], config.base.text_encoder_names[i], options,
             "text encoder"));
       }
-      if (!config.base.vae_decoder_path.empty()) {  // denoiser engines may have none
-        impl_->vae_decoder = std::make_unique<NamedSession>(
-            config.base.vae_decoder_path, config.base.vae_decoder_names, options, "VAE decoder");
-      }
+      impl_->vae_decoder = make_vae_decoder_session(config.base.vae_decoder_path,
+                                                    config.base.vae_decoder_names, options);
     }
   }
 }
@@ -159,9 +157,7 @@ std::vector<HostTensor> OrtCudaBackend::encode_text(int encoder, const int64_t* 
 
 HostTensor OrtCudaBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                           int64_t height, int64_t width) {
-  W2SD_CHECK_ARG(impl_->vae_decoder != nullptr,
-                 "this engine has no VAE decoder: ask for output_type='latent'");
-  return decode_on_host(*impl_->vae_decoder, latents, batch, channels, height, width);
+  return decode_on_host(impl_->vae_decoder.get(), latents, batch, channels, height, width);
 }
 
 }  // namespace w2sd
