@@ -10,7 +10,10 @@
 
 #include "w2sd/backend_factory.h"
 #include "w2sd/ddim_math.h"
+#include "w2sd/device_workspace.h"
 #include "w2sd/engine.h"
+#include "w2sd/gpu_options.h"
+#include "w2sd/lane_scheduler.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
@@ -96,7 +99,8 @@ std::unique_ptr<Engine> make_ort_engine(
     bool set_alpha_to_one, int64_t steps_offset, const std::string& timestep_spacing,
     const std::string& prediction_type, int intra_op_threads, int graph_optimization_level,
     const std::string& provider, int device_id, int lanes,
-    const std::map<std::string, std::string>& provider_options, bool memory_arena) {
+    const std::map<std::string, std::string>& provider_options, bool memory_arena,
+    const std::map<std::string, std::map<std::string, std::string>>& model_provider_options) {
   EngineConfig config;
   config.provider = provider;
   config.scheduler = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
@@ -115,6 +119,9 @@ std::unique_ptr<Engine> make_ort_engine(
   config.device_id = device_id;
   config.lanes = lanes;
   config.provider_options.assign(provider_options.begin(), provider_options.end());
+  for (const auto& kv : model_provider_options) {
+    config.model_provider_options[kv.first].assign(kv.second.begin(), kv.second.end());
+  }
   py::gil_scoped_release release;  // session creation loads weights
   return make_engine(config);
 }
@@ -353,6 +360,54 @@ PYBIND11_MODULE(_core, m) {
       "(available, reason) for backend 'cpu', 'cuda' or 'tensorrt' (load_ort_library first).");
 
   m.def(
+      "probe_gpu_provider",
+      [](const std::string& provider, int device_id) {
+        py::gil_scoped_release release;
+        return probe_gpu_provider(provider, device_id);
+      },
+      py::arg("provider"), py::arg("device_id") = 0,
+      "Append the 'cuda' or 'tensorrt' execution provider to a session's options: '' if it "
+      "loads here, else ONNX Runtime's reason (load_ort_library first).");
+
+  m.def(
+      "gpu_provider_options",
+      [](const std::string& provider, int device_id, const OptionList& common,
+         const OptionList& model) {
+        W2SD_CHECK_ARG(provider == "cuda" || provider == "tensorrt",
+                       "provider: 'cuda' or 'tensorrt'");
+        if (provider == "cuda") {
+          return cuda_provider_options(device_id, merge_options(common, model));
+        }
+        return tensorrt_provider_options(device_id, common, model);
+      },
+      py::arg("provider"), py::arg("device_id"), py::arg("common"), py::arg("model"),
+      "The option key/value pairs a GPU session of this provider is given, in order.");
+
+  m.attr("GPU_INTRA_OP_THREADS") = kGpuIntraOpThreads;
+
+  m.def(
+      "plan_workspace",
+      [](const std::vector<size_t>& sizes) {
+        const WorkspaceLayout l = plan_workspace(sizes);
+        return py::make_tuple(l.offsets, l.bytes);
+      },
+      py::arg("sizes"),
+      "The device loop's buffer layout: (byte offsets, total bytes) for these sizes.");
+
+  m.def("slot_table", &slot_table, py::arg("values"),
+        "A device slot table's host image: values[i] at float index i * SLOT_FLOATS.");
+  m.def("grown_capacity", &grown_capacity, py::arg("capacity"), py::arg("needed"));
+  m.attr("DEVICE_ALIGNMENT") = kDeviceAlignment;
+  m.attr("SLOT_FLOATS") = kSlotFloats;
+
+  py::class_<LanePool>(m, "LanePool", "Lanes checked out one caller at a time.")
+      .def(py::init<int>(), py::arg("lanes"))
+      .def("acquire", &LanePool::acquire, py::call_guard<py::gil_scoped_release>())
+      .def("release", &LanePool::release, py::arg("lane"))
+      .def_property_readonly("size", &LanePool::size)
+      .def_property_readonly("in_use", &LanePool::in_use);
+
+  m.def(
       "reflection_window",
       [](int64_t num_inference_steps, const py::object& reflection) {
         const ReflectionSchedule s =
@@ -411,8 +466,13 @@ PYBIND11_MODULE(_core, m) {
            py::arg("device_id") = 0, py::arg("lanes") = 1,
            py::arg("provider_options") = std::map<std::string, std::string>{},
            py::arg("memory_arena") = true,
+           py::arg("model_provider_options") =
+               std::map<std::string, std::map<std::string, std::string>>{},
            "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
       .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
+      .def_property_readonly(
+          "lanes_in_use", [](Engine& e) { return e.lanes().in_use(); },
+          "Lanes checked out right now (by sample() calls and sample_many jobs).")
       .def_property_readonly("num_text_encoders",
                              [](Engine& e) { return e.backend().num_text_encoders(); })
       .def(

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "w2sd/gpu_options.h"
 #include "w2sd/ort_api.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/status.h"
@@ -49,6 +50,17 @@ BackendAvailability backend_availability(const std::string& provider) {
                                             : " (install w2sd-runtime[gpu])");
     return result;
   }
+  if (!host) {
+    // Listed is what the library was built with, not what loads here: appending the EP
+    // loads its provider library, and with it cuDNN / cuBLAS / TensorRT.
+    const std::string why = probe_gpu_provider(provider, 0);
+    if (!why.empty()) {
+      result.reason = why +
+                      " (the NVIDIA libraries come with `pip install w2sd-runtime[gpu]`; "
+                      "see scripts/gpu_check.sh)";
+      return result;
+    }
+  }
   if (provider == "openvino") {
     // Listed is not loaded: appending the EP loads its provider library and OpenVINO.
     OrtBackendConfig probe;
@@ -86,6 +98,7 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
   cc.device_id = config.device_id;
   cc.lanes = config.lanes;
   cc.provider_options = config.provider_options;
+  cc.model_provider_options = config.model_provider_options;
   return std::make_unique<Engine>(std::make_unique<OrtCudaBackend>(cc),
                                   cuda::make_device_executor(), config.scheduler);
 #else

@@ -11,10 +11,16 @@ Engine::Engine(std::unique_ptr<InferenceBackend> backend, std::unique_ptr<LoopEx
       scheduler_(std::move(scheduler)) {
   W2SD_CHECK_ARG(backend_ != nullptr, "backend must not be null");
   W2SD_CHECK_ARG(executor_ != nullptr, "loop executor must not be null");
+  lanes_ = std::make_unique<LanePool>(backend_->num_lanes());
 }
 
-LoopStats Engine::run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress,
-                           int lane) {
+LoopStats Engine::run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress) {
+  LaneLease lease(*lanes_);
+  return run_on_lane(request, latents, progress, lease.lane());
+}
+
+LoopStats Engine::run_on_lane(const LoopRequest& request, float* latents,
+                              const ProgressFn& progress, int lane) {
   W2SD_CHECK_ARG(lane >= 0 && lane < backend_->num_lanes(), "lane ", lane, " out of range");
   const DdimSchedule schedule(scheduler_, request.num_inference_steps);
   const ReflectionSchedule reflection = reflection_schedule(request);
@@ -31,10 +37,13 @@ std::vector<LaneJobResult> Engine::run_many(const std::vector<LoopRequest>& requ
   W2SD_CHECK_ARG(lanes >= 1 && lanes <= backend_->num_lanes(), "lanes must be in [1, ",
                  backend_->num_lanes(), "] for this backend, got ", lanes);
   stats->assign(requests.size(), LoopStats{});
-  return run_on_lanes(static_cast<int64_t>(requests.size()), lanes, [&](int64_t j, int lane) {
-    const auto k = static_cast<size_t>(j);
-    (*stats)[k] = run_loop(requests[k], latents[k], progress[k], lane);
-  });
+  return run_on_lanes(
+      static_cast<int64_t>(requests.size()), lanes,
+      [&](int64_t j, int lane) {
+        const auto k = static_cast<size_t>(j);
+        (*stats)[k] = run_on_lane(requests[k], latents[k], progress[k], lane);
+      },
+      lanes_.get());
 }
 
 }  // namespace w2sd

@@ -7,8 +7,44 @@
 
 namespace w2sd {
 
+LanePool::LanePool(int lanes) {
+  W2SD_CHECK_ARG(lanes >= 1, "lanes must be >= 1, got ", lanes);
+  busy_.assign(static_cast<size_t>(lanes), false);
+}
+
+int LanePool::acquire() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    for (size_t i = 0; i < busy_.size(); ++i) {
+      if (!busy_[i]) {
+        busy_[i] = true;
+        return static_cast<int>(i);
+      }
+    }
+    freed_.wait(lock);
+  }
+}
+
+void LanePool::release(int lane) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    W2SD_CHECK_INTERNAL(lane >= 0 && lane < size() && busy_[static_cast<size_t>(lane)], "lane ",
+                        lane, " released but not held");
+    busy_[static_cast<size_t>(lane)] = false;
+  }
+  freed_.notify_one();
+}
+
+int LanePool::in_use() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int n = 0;
+  for (bool b : busy_) n += b ? 1 : 0;
+  return n;
+}
+
 std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
-                                        const std::function<void(int64_t, int)>& job) {
+                                        const std::function<void(int64_t, int)>& job,
+                                        LanePool* pool) {
   W2SD_CHECK_ARG(lanes >= 1, "lanes must be >= 1, got ", lanes);
   W2SD_CHECK_ARG(num_jobs >= 0, "num_jobs must be >= 0");
   std::vector<LaneJobResult> results(static_cast<size_t>(num_jobs));
@@ -16,7 +52,7 @@ std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
   int64_t next_job = 0;
   std::atomic<int64_t> seq{0};
 
-  auto lane_main = [&](int lane) {
+  auto lane_main = [&](int worker) {
     for (;;) {
       int64_t j;
       {
@@ -27,9 +63,15 @@ std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
         results[static_cast<size_t>(j)].start_seq = seq++;
       }
       LaneJobResult& r = results[static_cast<size_t>(j)];
-      r.lane = lane;
       try {
-        job(j, lane);
+        if (pool != nullptr) {
+          LaneLease lease(*pool);
+          r.lane = lease.lane();
+          job(j, lease.lane());
+        } else {
+          r.lane = worker;
+          job(j, worker);
+        }
         r.ok = true;
       } catch (const W2sdError& e) {
         r.code = e.code();
@@ -51,7 +93,7 @@ std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
   const int n_threads = static_cast<int>(std::min<int64_t>(lanes, std::max<int64_t>(num_jobs, 1)));
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(n_threads));
-  for (int lane = 0; lane < n_threads; ++lane) threads.emplace_back(lane_main, lane);
+  for (int worker = 0; worker < n_threads; ++worker) threads.emplace_back(lane_main, worker);
   for (auto& t : threads) t.join();
   return results;
 }

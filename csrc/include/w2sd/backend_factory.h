@@ -2,6 +2,7 @@
 // Each backend comes paired with the loop strategy that runs it.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -22,6 +23,9 @@ struct EngineConfig {
   // Provider options (OpenVINO: precision, load_config, cache_dir; TensorRT: trt_fp16_enable,
   // cache paths, ...).
   std::vector<std::pair<std::string, std::string>> provider_options;
+  // GPU providers: options per model kind ("unet", "text_encoder", "vae_decoder"; see
+  // gpu_options.h), applied after the common ones.
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> model_provider_options;
 };
 
 // Loads the models into sessions of `config.provider`. Throws kBackend for a

@@ -19,15 +19,17 @@ class Engine {
          SchedulerConfig scheduler);
 
   InferenceBackend& backend() { return *backend_; }
+  const LanePool& lanes() const { return *lanes_; }
   const SchedulerConfig& scheduler() const { return scheduler_; }
 
   // Runs the W2SD loop in place on `latents` (request.shape.count() floats, host
-  // memory) on lane `lane`.
-  LoopStats run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress,
-                     int lane = 0);
+  // memory) on a lane checked out of the engine's pool for the call (it waits while
+  // every lane is busy): concurrent callers run on different lanes.
+  LoopStats run_loop(const LoopRequest& request, float* latents, const ProgressFn& progress);
 
-  // Runs several requests with up to `lanes` in flight at once (lane_scheduler.h).
-  // stats[j] is filled for each request that succeeds.
+  // Runs several requests with up to `lanes` in flight at once (lane_scheduler.h), each
+  // on a lane checked out of the same pool. stats[j] is filled for each request that
+  // succeeds.
   std::vector<LaneJobResult> run_many(const std::vector<LoopRequest>& requests,
                                       const std::vector<float*>& latents,
                                       const std::vector<ProgressFn>& progress, int lanes,
@@ -37,6 +39,10 @@ class Engine {
   std::unique_ptr<InferenceBackend> backend_;
   std::unique_ptr<LoopExecutor> executor_;
   SchedulerConfig scheduler_;
+  std::unique_ptr<LanePool> lanes_;
+
+  LoopStats run_on_lane(const LoopRequest& request, float* latents, const ProgressFn& progress,
+                        int lane);
 };
 
 }  // namespace w2sd

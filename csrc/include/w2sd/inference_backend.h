@@ -1,5 +1,6 @@
 // The backend interface: what the core needs evaluated, nothing about how.
-// Implementations: OrtBackend (ONNX Runtime, CPU execution provider).
+// Implementations: OrtBackend (ONNX Runtime on the host: CPU or OpenVINO execution
+// provider), OrtCudaBackend (CUDA or TensorRT execution provider, device memory).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,9 @@ class InferenceBackend {
  public:
   virtual ~InferenceBackend() = default;
   virtual MemoryKind memory() const { return MemoryKind::kHost; }
+  // The CUDA device of a device backend (every thread that touches its memory or
+  // streams selects it first); -1 for host backends.
+  virtual int device_id() const { return -1; }
   virtual int num_lanes() const { return 1 << 16; }  // host backends: any number of threads
   // The lane's CUDA stream (cudaStream_t) for device backends; null for host ones.
   virtual void* stream(int /*lane*/) { return nullptr; }

@@ -6,9 +6,11 @@
 // The scheduler is backend independent.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,11 +27,46 @@ struct LaneJobResult {
   int64_t start_seq = -1, end_seq = -1;   // global order of job starts and ends
 };
 
+// The lanes of one engine, each held by at most one request at a time: every call
+// that runs a loop (sample() from any thread, each job of sample_many) checks a lane
+// out and returns it when done, so two concurrent calls never share a lane's stream,
+// buffers or sessions. acquire() blocks while every lane is taken and hands out the
+// lowest free lane.
+class LanePool {
+ public:
+  explicit LanePool(int lanes);
+  int acquire();
+  void release(int lane);
+  int size() const { return static_cast<int>(busy_.size()); }
+  int in_use() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable freed_;
+  std::vector<bool> busy_;
+};
+
+// A lane checked out of a pool for one scope.
+class LaneLease {
+ public:
+  explicit LaneLease(LanePool& pool) : pool_(pool), lane_(pool.acquire()) {}
+  ~LaneLease() { pool_.release(lane_); }
+  LaneLease(const LaneLease&) = delete;
+  LaneLease& operator=(const LaneLease&) = delete;
+  int lane() const { return lane_; }
+
+ private:
+  LanePool& pool_;
+  int lane_;
+};
+
 // Runs jobs 0..num_jobs-1 on `lanes` worker threads. Jobs start in FIFO order:
 // a lane takes the next unstarted job as soon as it finishes its current one,
 // so no job waits while a lane is idle. A job's exception is captured in its
-// result and never affects another job.
+// result and never affects another job. With a `pool`, each job runs on a lane
+// checked out of it (shared with other callers); without, worker k is lane k.
 std::vector<LaneJobResult> run_on_lanes(int64_t num_jobs, int lanes,
-                                        const std::function<void(int64_t job, int lane)>& job);
+                                        const std::function<void(int64_t job, int lane)>& job,
+                                        LanePool* pool = nullptr);
 
 }  // namespace w2sd

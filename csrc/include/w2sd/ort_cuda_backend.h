@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "w2sd/gpu_options.h"
 #include "w2sd/inference_backend.h"
 #include "w2sd/ort_backend.h"
 
@@ -20,9 +21,12 @@ struct OrtCudaBackendConfig {
   std::string provider = "cuda";  // "cuda" or "tensorrt"
   int device_id = 0;
   int lanes = 1;  // concurrent requests; UNet sessions per lane
-  // Extra provider options as key/value strings (TensorRT: trt_fp16_enable,
-  // trt_engine_cache_path, trt_profile_min_shapes, ... as the manifest gives them).
-  std::vector<std::pair<std::string, std::string>> provider_options;
+  // Provider options as key/value strings, for every model (TensorRT: trt_fp16_enable,
+  // cache and context paths, ... as the manifest gives them) ...
+  OptionList provider_options;
+  // ... and per model kind (kUnetModel, kTextEncoderModel, kVaeDecoderModel: a TensorRT
+  // profile names its model's inputs), applied after the common ones.
+  std::map<std::string, OptionList> model_provider_options;
 };
 
 class OrtCudaBackend final : public InferenceBackend {
@@ -31,6 +35,7 @@ class OrtCudaBackend final : public InferenceBackend {
   ~OrtCudaBackend() override;
 
   MemoryKind memory() const override { return MemoryKind::kCudaDevice; }
+  int device_id() const override;
   int num_lanes() const override;
   void* stream(int lane) override;
   int num_unets() const override;

@@ -4,46 +4,77 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "w2sd/cuda/kernels.h"
+#include "w2sd/device_workspace.h"
 #include "w2sd/status.h"
 
 namespace w2sd::cuda {
 namespace {
 
-// Owns one cudaMalloc allocation.
-class DeviceBuffer {
+void check(cudaError_t code, const char* what) { check_cuda(static_cast<int>(code), what); }
+
+// One lane's device memory and events, kept across requests. The lane pool gives a lane
+// to one request at a time, so nothing here is shared between threads. The buffer grows
+// stream-ordered on the lane's stream (cudaFreeAsync / cudaMallocAsync: no device-wide
+// synchronisation, unlike cudaFree) and only when a request needs more than it has.
+class LaneWorkspace {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) {
-    if (bytes > 0) check_cuda(static_cast<int>(cudaMalloc(&ptr_, bytes)), "cudaMalloc");
+  LaneWorkspace(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
+  ~LaneWorkspace() {
+    try {
+      DeviceScope scope(device_);
+      if (base_ != nullptr) cudaFree(base_);
+      for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    } catch (const W2sdError&) {  // the device is gone: nothing left to free
+    }
   }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
+  LaneWorkspace(const LaneWorkspace&) = delete;
+  LaneWorkspace& operator=(const LaneWorkspace&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+
+  // At least `bytes` of device memory (256-byte aligned), valid until the next reserve().
+  unsigned char* reserve(size_t bytes) {
+    const size_t capacity = grown_capacity(capacity_, bytes);
+    if (capacity != capacity_) {
+      if (base_ != nullptr) check(cudaFreeAsync(base_, stream_), "cudaFreeAsync");
+      base_ = nullptr;
+      capacity_ = 0;
+      check(cudaMallocAsync(&base_, capacity, stream_), "cudaMallocAsync");
+      capacity_ = capacity;
+    }
+    return static_cast<unsigned char*>(base_);
   }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_) { o.ptr_ = nullptr; }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    std::swap(ptr_, o.ptr_);
-    return *this;
+
+  // The host image of what a request uploads (reused; the upload from it completes
+  // before the request ends).
+  std::vector<unsigned char>& staging() { return staging_; }
+
+  // Event `i` of this lane (created on first use, timing enabled).
+  cudaEvent_t event(size_t i) {
+    while (events_.size() <= i) {
+      cudaEvent_t e = nullptr;
+      check(cudaEventCreate(&e), "cudaEventCreate");
+      events_.push_back(e);
+    }
+    return events_[i];
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  float* f32() const { return static_cast<float*>(ptr_); }
 
  private:
-  void* ptr_ = nullptr;
+  int device_;
+  cudaStream_t stream_;
+  void* base_ = nullptr;
+  size_t capacity_ = 0;
+  std::vector<unsigned char> staging_;
+  std::vector<cudaEvent_t> events_;
 };
 
-DeviceBuffer upload(const std::vector<float>& host, cudaStream_t stream) {
-  DeviceBuffer buf(host.size() * sizeof(float));
-  check_cuda(static_cast<int>(cudaMemcpyAsync(buf.f32(), host.data(), host.size() * sizeof(float),
-                                              cudaMemcpyHostToDevice, stream)),
-             "upload");
-  return buf;
-}
-
-// [first; second] or second alone, on the host, ready to upload once.
+// [first; second] or second alone.
 std::vector<float> stacked(const float* first, const float* second, size_t n, bool both) {
   std::vector<float> out;
   out.reserve(both ? 2 * n : n);
@@ -52,49 +83,82 @@ std::vector<float> stacked(const float* first, const float* second, size_t n, bo
   return out;
 }
 
-struct DeviceRole {
-  bool guided = false;
-  DeviceBuffer text, pooled, time_ids;
+// The buffers of one request, in workspace order: what is uploaded first (one copy),
+// then the loop's scratch.
+enum Buffer : size_t {
+  kText = 0,  // + 3 * role: text, pooled, time_ids per role
+  kTimesteps = 3 * kNumRoles,
+  kLoraScales,
+  kLatents,
+  kUploaded,  // everything before this is uploaded
+  kStrong = kUploaded,
+  kSampleIn,
+  kUnetOut,
+  kNumBuffers
 };
 
-LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& schedule,
-                             const ReflectionSchedule& reflection, const LoopRequest& request,
-                             float* latents, const ProgressFn& progress, int lane) {
-  W2SD_CHECK_INTERNAL(backend.memory() == MemoryKind::kCudaDevice, "not a CUDA backend");
-  auto stream = static_cast<cudaStream_t>(backend.stream(lane));
+struct RequestBuffers {
+  std::array<std::vector<float>, kUploaded> host;  // what each uploaded buffer holds
+  std::array<size_t, kNumBuffers> bytes{};
+  WorkspaceLayout layout;
+  unsigned char* base = nullptr;
+  float* at(size_t b) const {
+    return bytes[b] == 0 ? nullptr : reinterpret_cast<float*>(base + layout.offsets[b]);
+  }
+};
+
+LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
+                             const DdimSchedule& schedule, const ReflectionSchedule& reflection,
+                             const LoopRequest& request, float* latents, const ProgressFn& progress,
+                             int lane) {
+  cudaStream_t stream = ws.stream();
   const LatentShape& shape = request.shape;
   const ConditioningShape& cs = request.cond_shape;
   const size_t n = static_cast<size_t>(shape.count());
   const size_t b = static_cast<size_t>(shape.batch);
   const bool added = cs.pooled_dim > 0;
 
-  // One-time uploads: conditioning per role, every timestep value, the latents.
-  std::array<DeviceRole, kNumRoles> roles;
+  // Host images of the uploads: conditioning per role, a slot per timestep and per role's
+  // LoRA scale, the latents.
+  RequestBuffers buf;
+  std::array<bool, kNumRoles> guided{};
   bool any_guided = false;
   for (int r = 0; r < kNumRoles; ++r) {
     const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
-    DeviceRole& d = roles[static_cast<size_t>(r)];
-    d.guided = c.guidance != 1.0f;  // check_conditioning has vouched for the pointers
-    if (cs.text_len > 0) {          // an unconditional denoiser has no text
-      d.text = upload(stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, d.guided), stream);
+    guided[static_cast<size_t>(r)] = c.guidance != 1.0f;  // check_conditioning vouched
+    const bool g = guided[static_cast<size_t>(r)];
+    const size_t k = kText + 3 * static_cast<size_t>(r);
+    if (cs.text_len > 0) {  // an unconditional denoiser has no text
+      buf.host[k] = stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, g);
     }
     if (added) {
-      d.pooled =
-          upload(stacked(c.uncond_pooled, c.cond_pooled, b * cs.pooled_dim, d.guided), stream);
-      d.time_ids = upload(stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, d.guided), stream);
+      buf.host[k + 1] = stacked(c.uncond_pooled, c.cond_pooled, b * cs.pooled_dim, g);
+      buf.host[k + 2] = stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, g);
     }
-    any_guided = any_guided || d.guided;
+    any_guided = any_guided || g;
   }
   const auto& ts = schedule.timesteps();
-  std::vector<float> t_values(ts.begin(), ts.end());
-  DeviceBuffer t_dev = upload(t_values, stream);
+  buf.host[kTimesteps] = slot_table(std::vector<float>(ts.begin(), ts.end()));
   std::vector<float> lora_scales;
   for (const auto& c : request.roles) lora_scales.push_back(c.lora_scale);
-  DeviceBuffer lora_dev = upload(lora_scales, stream);
-  DeviceBuffer x = upload(std::vector<float>(latents, latents + n), stream);
-  DeviceBuffer x_strong(n * sizeof(float));
-  DeviceBuffer sample_in((any_guided ? 2 : 1) * n * sizeof(float));
-  DeviceBuffer unet_out((any_guided ? 2 : 1) * n * sizeof(float));
+  buf.host[kLoraScales] = slot_table(lora_scales);
+  buf.host[kLatents].assign(latents, latents + n);
+  for (size_t k = 0; k < kUploaded; ++k) buf.bytes[k] = buf.host[k].size() * sizeof(float);
+  buf.bytes[kStrong] = n * sizeof(float);
+  buf.bytes[kSampleIn] = buf.bytes[kUnetOut] = (any_guided ? 2 : 1) * n * sizeof(float);
+  buf.layout = plan_workspace(std::vector<size_t>(buf.bytes.begin(), buf.bytes.end()));
+  buf.base = ws.reserve(buf.layout.bytes);
+
+  const size_t upload_bytes = buf.layout.offsets[kUploaded];
+  std::vector<unsigned char>& staging = ws.staging();
+  staging.assign(upload_bytes, 0);
+  for (size_t k = 0; k < kUploaded; ++k) {
+    if (buf.bytes[k] > 0) {
+      std::memcpy(staging.data() + buf.layout.offsets[k], buf.host[k].data(), buf.bytes[k]);
+    }
+  }
+  check(cudaMemcpyAsync(buf.base, staging.data(), upload_bytes, cudaMemcpyHostToDevice, stream),
+        "upload");
 
   LoopStats stats;
   stats.lane = lane;
@@ -105,49 +169,82 @@ LoopStats run_loop_on_device(InferenceBackend& backend, const DdimSchedule& sche
     }
     detail::throw_error(ErrorCode::kInternal, "timestep ", t, " not in the schedule");
   };
+  // Events: 2 per UNet call (start, end) from 0, then one per step (done) after them.
+  const int64_t steps = schedule.num_steps();
+  const size_t max_calls = static_cast<size_t>(3 * steps);
+  auto step_event = [&](int64_t step) {
+    return ws.event(2 * max_calls + static_cast<size_t>(step));
+  };
+  float* sample_in = buf.at(kSampleIn);
+  float* unet_out = buf.at(kUnetOut);
   const GuidedStepFn step = [&](Role role, const float* xin, int64_t t, const DdimCoeffs& c,
                                 float* out) {
-    const DeviceRole& d = roles[static_cast<size_t>(role)];
-    const RoleConditioning& rc = request.roles[static_cast<size_t>(role)];
-    check_cuda(launch_pack_sample(xin, sample_in.f32(), DType::kFloat32, d.guided,
-                                  static_cast<int64_t>(n), stream),
-               "pack sample");
+    const size_t r = static_cast<size_t>(role);
+    const bool g = guided[r];
+    const RoleConditioning& rc = request.roles[r];
+    check_cuda(
+        launch_pack_sample(xin, sample_in, DType::kFloat32, g, static_cast<int64_t>(n), stream),
+        "pack sample");
     UnetInputs in;
-    in.sample = sample_in.f32();
-    in.batch = (d.guided ? 2 : 1) * shape.batch;
+    in.sample = sample_in;
+    in.batch = (g ? 2 : 1) * shape.batch;
     in.channels = shape.channels;
     in.height = shape.height;
     in.width = shape.width;
-    in.timestep_device = t_dev.f32() + timestep_index(t);
-    in.lora_scale_device = lora_dev.f32() + static_cast<int>(role);
-    in.text = d.text.f32();
+    in.timestep_device = buf.at(kTimesteps) + timestep_index(t) * kSlotFloats;
+    in.lora_scale_device = buf.at(kLoraScales) + r * kSlotFloats;
+    in.text = buf.at(kText + 3 * r);
     in.text_len = cs.text_len;
     in.text_dim = cs.text_dim;
     if (added) {
-      in.text_embeds = d.pooled.f32();
+      in.text_embeds = buf.at(kText + 3 * r + 1);
       in.pooled_dim = cs.pooled_dim;
-      in.time_ids = d.time_ids.f32();
+      in.time_ids = buf.at(kText + 3 * r + 2);
       in.time_ids_dim = cs.time_ids_dim;
     }
     in.lane = lane;
-    const auto start = std::chrono::steady_clock::now();
-    backend.run_unet(rc.unet, in, unet_out.f32());
-    stats.unet_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const size_t call = static_cast<size_t>(stats.unet_calls);
+    W2SD_CHECK_INTERNAL(call < max_calls, "more UNet calls than 3 per step");
+    check(cudaEventRecord(ws.event(2 * call), stream), "cudaEventRecord");
+    backend.run_unet(rc.unet, in, unet_out);
+    check(cudaEventRecord(ws.event(2 * call + 1), stream), "cudaEventRecord");
     ++stats.unet_calls;
-    check_cuda(launch_guided_ddim_update(unet_out.f32(), DType::kFloat32, d.guided, rc.guidance,
-                                         xin, out, static_cast<int64_t>(n), c, prediction, stream),
+    check_cuda(launch_guided_ddim_update(unet_out, DType::kFloat32, g, rc.guidance, xin, out,
+                                         static_cast<int64_t>(n), c, prediction, stream),
                "guided DDIM update");
   };
+  // Progress reports steps the device has finished, not steps queued: after queueing step
+  // k the host waits for step k-1 (so the device always has the next step queued) and
+  // reports it; the last step is reported once the stream is done.
+  int64_t reported = 0;
+  ProgressFn on_step;
+  if (progress) {
+    on_step = [&](int64_t done, int64_t total) {
+      check(cudaEventRecord(step_event(done - 1), stream), "cudaEventRecord");
+      if (done < 2) return true;
+      check(cudaEventSynchronize(step_event(done - 2)), "cudaEventSynchronize");
+      reported = done - 1;
+      return progress(done - 1, total);
+    };
+  }
   const auto start = std::chrono::steady_clock::now();
-  run_reflection_loop(schedule, reflection, request.inversion, step, x.f32(), x_strong.f32(),
-                      progress);
-  check_cuda(static_cast<int>(cudaMemcpyAsync(latents, x.f32(), n * sizeof(float),
-                                              cudaMemcpyDeviceToHost, stream)),
-             "download latents");
-  check_cuda(static_cast<int>(cudaStreamSynchronize(stream)), "synchronize");
+  float* x = buf.at(kLatents);
+  run_reflection_loop(schedule, reflection, request.inversion, step, x, buf.at(kStrong), on_step);
+  check(cudaMemcpyAsync(latents, x, n * sizeof(float), cudaMemcpyDeviceToHost, stream),
+        "download latents");
+  check(cudaStreamSynchronize(stream), "synchronize");
   stats.loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (size_t call = 0; call < static_cast<size_t>(stats.unet_calls); ++call) {
+    float ms = 0.0f;
+    check(cudaEventElapsedTime(&ms, ws.event(2 * call), ws.event(2 * call + 1)),
+          "cudaEventElapsedTime");
+    stats.unet_seconds += ms / 1000.0;
+  }
+  if (progress && reported < steps && !progress(steps, steps)) {
+    detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", steps, " of ",
+                        steps);
+  }
   return stats;
 }
 
@@ -156,8 +253,27 @@ class DeviceLoopExecutor final : public LoopExecutor {
   LoopStats run(InferenceBackend& backend, const DdimSchedule& schedule,
                 const ReflectionSchedule& reflection, const LoopRequest& request, float* latents,
                 const ProgressFn& progress, int lane) override {
-    return run_loop_on_device(backend, schedule, reflection, request, latents, progress, lane);
+    W2SD_CHECK_INTERNAL(backend.memory() == MemoryKind::kCudaDevice, "not a CUDA backend");
+    DeviceScope device(backend.device_id());
+    return run_loop_on_device(backend, workspace(backend, lane), schedule, reflection, request,
+                              latents, progress, lane);
   }
+
+ private:
+  // The lane's workspace, created on its first request.
+  LaneWorkspace& workspace(InferenceBackend& backend, int lane) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t i = static_cast<size_t>(lane);
+    if (lanes_.size() <= i) lanes_.resize(i + 1);
+    if (!lanes_[i]) {
+      lanes_[i] = std::make_unique<LaneWorkspace>(backend.device_id(),
+                                                  static_cast<cudaStream_t>(backend.stream(lane)));
+    }
+    return *lanes_[i];
+  }
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<LaneWorkspace>> lanes_;
 };
 
 }  // namespace

@@ -91,4 +91,17 @@ int device_count() {
   return n;
 }
 
+DeviceScope::DeviceScope(int device) {
+  int current = 0;
+  check_cuda(static_cast<int>(cudaGetDevice(&current)), "cudaGetDevice");
+  if (current != device) {
+    check_cuda(static_cast<int>(cudaSetDevice(device)), "cudaSetDevice");
+    previous_ = current;
+  }
+}
+
+DeviceScope::~DeviceScope() {
+  if (previous_ >= 0) cudaSetDevice(previous_);
+}
+
 }  // namespace w2sd::cuda

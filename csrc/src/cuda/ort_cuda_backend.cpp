@@ -14,44 +14,20 @@ using namespace ort_session;
 
 namespace {
 
-// Session options with the CUDA or TensorRT EP on `stream` (TensorRT falls back
-// to the CUDA EP for nodes it does not take).
-Ort::SessionOptions provider_session_options(const OrtCudaBackendConfig& config,
-                                             cudaStream_t stream) {
-  const OrtApi& api = Ort::GetApi();
-  Ort::SessionOptions options;
-  options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-  const std::string device = std::to_string(config.device_id);
+// One model kind's session options on `stream`: the provider options common to every
+// model, then the kind's own.
+Ort::SessionOptions model_session_options(const OrtCudaBackendConfig& config, const char* kind,
+                                          cudaStream_t stream) {
+  const auto it = config.model_provider_options.find(kind);
+  const OptionList own = it == config.model_provider_options.end() ? OptionList{} : it->second;
   if (config.provider == "tensorrt") {
-    OrtTensorRTProviderOptionsV2* trt = nullptr;
-    Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
-    std::vector<const char*> keys{"device_id"};
-    std::vector<const char*> values{device.c_str()};
-    for (const auto& kv : config.provider_options) {
-      keys.push_back(kv.first.c_str());
-      values.push_back(kv.second.c_str());
-    }
-    Ort::Status st(api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
-    if (st.IsOK()) {
-      st = Ort::Status(
-          api.UpdateTensorRTProviderOptionsWithValue(trt, "user_compute_stream", stream));
-    }
-    if (st.IsOK()) options.AppendExecutionProvider_TensorRT_V2(*trt);
-    api.ReleaseTensorRTProviderOptions(trt);
-    if (!st.IsOK()) throw Ort::Exception(st.GetErrorMessage(), st.GetErrorCode());
+    return gpu_session_options(
+        "tensorrt", cuda_provider_options(config.device_id, {}),
+        tensorrt_provider_options(config.device_id, config.provider_options, own), stream);
   }
-  OrtCUDAProviderOptionsV2* cuda = nullptr;
-  Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
-  const char* keys[] = {"device_id"};
-  const char* values[] = {device.c_str()};
-  Ort::Status st(api.UpdateCUDAProviderOptions(cuda, keys, values, 1));
-  if (st.IsOK()) {
-    st = Ort::Status(api.UpdateCUDAProviderOptionsWithValue(cuda, "user_compute_stream", stream));
-  }
-  if (st.IsOK()) options.AppendExecutionProvider_CUDA_V2(*cuda);
-  api.ReleaseCUDAProviderOptions(cuda);
-  if (!st.IsOK()) throw Ort::Exception(st.GetErrorMessage(), st.GetErrorCode());
-  return options;
+  return gpu_session_options(
+      "cuda", cuda_provider_options(config.device_id, merge_options(config.provider_options, own)),
+      {}, stream);
 }
 
 }  // namespace
@@ -59,16 +35,22 @@ Ort::SessionOptions provider_session_options(const OrtCudaBackendConfig& config,
 struct OrtCudaBackend::Impl {
   OrtCudaBackendConfig config;
   std::vector<cudaStream_t> streams;                              // one per lane
+  cudaStream_t one_off_stream = nullptr;                          // text encoders, VAE
   std::vector<std::vector<std::unique_ptr<NamedSession>>> unets;  // [lane][unet]
-  std::vector<std::unique_ptr<NamedSession>> text_encoders;       // lane 0
-  std::unique_ptr<NamedSession> vae_decoder;                      // lane 0
+  std::vector<std::unique_ptr<NamedSession>> text_encoders;
+  std::unique_ptr<NamedSession> vae_decoder;
   Ort::MemoryInfo device_memory{nullptr};
 
   ~Impl() {
     unets.clear();
     text_encoders.clear();
     vae_decoder.reset();
-    for (cudaStream_t s : streams) cudaStreamDestroy(s);
+    try {
+      cuda::DeviceScope device(config.device_id);
+      for (cudaStream_t s : streams) cudaStreamDestroy(s);
+      if (one_off_stream != nullptr) cudaStreamDestroy(one_off_stream);
+    } catch (const W2sdError&) {  // the device is gone: nothing left to destroy
+    }
   }
 };
 
@@ -81,7 +63,12 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
     detail::throw_error(ErrorCode::kBackend, "CUDA device ", config.device_id,
                         " is not available (devices visible: ", cuda::device_count(), ")");
   }
-  cuda::check_cuda(static_cast<int>(cudaSetDevice(config.device_id)), "cudaSetDevice");
+  for (const auto& kv : config.model_provider_options) {
+    W2SD_CHECK_ARG(
+        kv.first == kUnetModel || kv.first == kTextEncoderModel || kv.first == kVaeDecoderModel,
+        "model_provider_options: unknown model kind '", kv.first, "'");
+  }
+  cuda::DeviceScope device(config.device_id);
   impl_ = std::make_unique<Impl>();
   impl_->config = config;
   impl_->device_memory =
@@ -91,26 +78,42 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
     cuda::check_cuda(static_cast<int>(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)),
                      "cudaStreamCreate");
     impl_->streams.push_back(s);
-    Ort::SessionOptions options =
-        ort_call("provider options", [&] { return provider_session_options(config, s); });
+    const Ort::SessionOptions options = ort_call(
+        "UNet session options", [&] { return model_session_options(config, kUnetModel, s); });
     std::vector<std::unique_ptr<NamedSession>> lane_unets;
     for (const auto& path : config.base.unet_paths) {
       lane_unets.push_back(make_unet_session(path, config.base.unet_names, options));
     }
     impl_->unets.push_back(std::move(lane_unets));
-    if (lane == 0) {
-      for (size_t i = 0; i < config.base.text_encoder_paths.size(); ++i) {
-        impl_->text_encoders.push_back(std::make_unique<NamedSession>(
-            config.base.text_encoder_paths[i], config.base.text_encoder_names[i], options,
-            "text encoder"));
-      }
-      impl_->vae_decoder = make_vae_decoder_session(config.base.vae_decoder_path,
-                                                    config.base.vae_decoder_names, options);
+  }
+  // One-off calls outside the loop (host in, host out, any thread): a stream of their own,
+  // so that they never queue behind a lane's loop.
+  cuda::check_cuda(
+      static_cast<int>(cudaStreamCreateWithFlags(&impl_->one_off_stream, cudaStreamNonBlocking)),
+      "cudaStreamCreate");
+  cudaStream_t s0 = impl_->one_off_stream;
+  if (!config.base.text_encoder_paths.empty()) {
+    const Ort::SessionOptions options = ort_call("text encoder session options", [&] {
+      return model_session_options(config, kTextEncoderModel, s0);
+    });
+    for (size_t i = 0; i < config.base.text_encoder_paths.size(); ++i) {
+      impl_->text_encoders.push_back(std::make_unique<NamedSession>(
+          config.base.text_encoder_paths[i], config.base.text_encoder_names[i], options,
+          "text encoder"));
     }
+  }
+  if (!config.base.vae_decoder_path.empty()) {
+    const Ort::SessionOptions options = ort_call("VAE decoder session options", [&] {
+      return model_session_options(config, kVaeDecoderModel, s0);
+    });
+    impl_->vae_decoder = make_vae_decoder_session(config.base.vae_decoder_path,
+                                                  config.base.vae_decoder_names, options);
   }
 }
 
 OrtCudaBackend::~OrtCudaBackend() = default;
+
+int OrtCudaBackend::device_id() const { return impl_->config.device_id; }
 
 int OrtCudaBackend::num_lanes() const { return static_cast<int>(impl_->streams.size()); }
 
@@ -132,6 +135,7 @@ void OrtCudaBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
   W2SD_CHECK_ARG(in.timestep_device != nullptr, "device UNet calls need timestep_device");
   NamedSession& s = *impl_->unets[static_cast<size_t>(in.lane)][static_cast<size_t>(unet)];
+  cuda::DeviceScope device(impl_->config.device_id);
   ort_call("UNet (CUDA)", [&] {
     UnetTensors t;
     make_unet_tensors(impl_->device_memory, s, in, in.timestep_device, in.lora_scale_device, out,
@@ -151,12 +155,14 @@ std::vector<HostTensor> OrtCudaBackend::encode_text(int encoder, const int64_t* 
                                                     int64_t batch, int64_t length) {
   W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
                  " out of range");
+  cuda::DeviceScope device(impl_->config.device_id);
   return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids, batch,
                              length);
 }
 
 HostTensor OrtCudaBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                           int64_t height, int64_t width) {
+  cuda::DeviceScope device(impl_->config.device_id);
   return decode_on_host(impl_->vae_decoder.get(), latents, batch, channels, height, width);
 }
 

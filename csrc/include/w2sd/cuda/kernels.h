@@ -32,4 +32,19 @@ void check_cuda(int code, const char* what);
 // Number of CUDA devices visible (0 with no driver or no device; never throws).
 int device_count();
 
+// Makes `device` the calling thread's current CUDA device for the scope and restores
+// the previous one after. The current device is per thread: every entry point that
+// allocates, launches or creates streams/events on a backend's device opens one
+// (lane threads and Python's calling threads start on device 0).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 }  // namespace w2sd::cuda
