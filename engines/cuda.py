@@ -1,8 +1,10 @@
 """``w2sd build ENGINE_DIR --backend cuda``: fp16 models for ONNX Runtime's CUDA EP.
 
-Weights and arithmetic in fp16, inputs and outputs kept float32 (the loop's
-latents and the kernels stay fp32; ONNX Runtime casts at the graph boundary).
-Runs on any machine (a graph transform); sampling needs a CUDA device.
+Weights and arithmetic in fp16, inputs and outputs kept float32 (the loop's latents and
+the kernels stay fp32; ONNX Runtime casts at the graph boundary). The timestep
+embeddings and attention softmax stay float32 inside the fp16 graph, and the VAE decoder
+stays float32 where the pipeline needs it (``fp16.py``). Runs on any machine (a graph
+transform); sampling needs a CUDA device.
 """
 
 from __future__ import annotations
@@ -16,40 +18,43 @@ from w2sd.manifest import Manifest
 
 from .common import build_converted
 from .cpu import model_sources
+from .fp16 import convert_fp16, copy_fp32, vae_keeps_fp32
 
 BACKEND = "cuda"
 
 
-def convert_fp16(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = onnx.load(str(src), load_external_data=True)
-    # Shape inference needs the whole model in one protobuf (< 2 GB); the
-    # converter works without it.
-    large = sum(len(t.raw_data) for t in model.graph.initializer) > 1_900_000_000
-    model16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=large)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(
-        model16,
-        str(dst),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=dst.name + ".data",
-        size_threshold=1024,
-    )
+def model_precisions(manifest: Manifest) -> dict[str, str]:
+    """name -> "fp16" or "fp32" for every model this backend builds."""
+    spec = manifest.spec
+    vae = spec.models.vae_decoder
+    vae_fp32 = vae is not None and vae_keeps_fp32(spec.family, vae.force_upcast)
+    return {
+        name: "fp32" if name == "vae_decoder" and vae_fp32 else "fp16"
+        for name in model_sources(manifest)
+    }
 
 
 def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write ``cuda/`` (fp16 models) in the engine dir and record it in the manifest."""
+    """Write ``cuda/`` (fp16 models; fp32 where they must be) in the engine dir and record
+    it in the manifest."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    precisions = model_precisions(manifest)
+    kept: dict[str, int] = {}
+
+    def convert(src: Path, dst: Path) -> None:
+        name = dst.parent.name
+        fn = convert_fp16 if precisions[name] == "fp16" else copy_fp32
+        kept[name] = fn(src, dst)
+
     return build_converted(
         manifest,
         BACKEND,
         model_sources(manifest),
-        convert_fp16,
+        convert,
         log,
         "fp16",
         precision="fp16",
+        model_precision=precisions,
+        fp32_nodes=kept,
         io="float32",
     )

@@ -505,6 +505,7 @@ def _export_into(
                     "file": "vae_decoder/model.onnx",
                     "inputs": list(ox.VAE_INPUTS),
                     "outputs": list(ox.VAE_OUTPUTS),
+                    "force_upcast": bool(vae.get("force_upcast", True)),
                 },
             },
             "export_checks": checks,

@@ -482,6 +482,8 @@ def vae_decoder_component(build: Callable[[], torch.nn.Module], latent_hw: int) 
             "latent_channels": int(cfg.latent_channels),
             "scale": 2 ** (len(cfg.block_out_channels) - 1),
             "scaling_factor": float(cfg.scaling_factor),
+            # diffusers' default when the config does not say
+            "force_upcast": bool(getattr(cfg, "force_upcast", True)),
         }
 
     return Component(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import gpu_libraries
 from .errors import BackendError, InvalidArgumentError, W2SDError
 from .native import core
 from .ort_library import find_ort_library, openvino_library
@@ -19,9 +20,12 @@ class BackendStatus:
 
 
 def _load_library() -> str | None:
-    """Load ONNX Runtime's library into the core; the reason it failed, or None."""
+    """Load ONNX Runtime's library into the core (after the NVIDIA libraries a GPU build
+    needs); the reason it failed, or None."""
     try:
-        core().load_ort_library(str(find_ort_library()))
+        library = find_ort_library()
+        gpu_libraries.preload_gpu_libraries(library)
+        core().load_ort_library(str(library))
     except W2SDError as e:
         return f"ONNX Runtime library unavailable: {e}"
     except ImportError as e:
@@ -40,6 +44,9 @@ def backend_status() -> list[BackendStatus]:
         side = openvino_library()
         if b == "openvino" and not available and side is not None:
             reason += f"; or run with W2SD_ORT_LIBRARY={side}"
+        missing = gpu_libraries.LAST_REPORT.summary()
+        if b in ("cuda", "tensorrt") and not available and missing:
+            reason += f" ({missing})"
         result.append(BackendStatus(b, bool(available), str(reason)))
     return result
 

@@ -199,7 +199,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     from .engines.build import build_engine
 
-    build_engine(args.engine_dir, args.backend, precision=args.precision)
+    build_engine(args.engine_dir, args.backend, precision=args.precision, max_batch=args.max_batch)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -479,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("bf16", "fp32"),
         default=None,
         help="openvino only: bf16 (the default where the CPU has amx_bf16/avx512_bf16) or fp32",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tensorrt only: the most images per request the engines take (their "
+        "optimisation profiles end there; larger requests are refused; default 1)",
     )
     p.set_defaults(func=cmd_build)
 

@@ -24,8 +24,8 @@ FORMAT_NAME = "w2sd-engine"
 # 2: per-role text encoder sets (text.encoder_sets, roles.*.text).
 # 3: unfused LoRA with its scale as a UNet input (unets.*.lora.input, roles.*.lora_scale).
 # 4: plain ONNX denoisers (family "onnx", `denoiser`; text, image and the VAE optional).
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)  # an older engine dir is a newer one without those fields
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)  # an older engine dir is a newer one without those fields
 ROLES = ("strong", "weak", "denoiser")
 Role = Literal["strong", "weak", "denoiser"]
 
@@ -152,9 +152,15 @@ class FileIoSpec(IoSpec):
     file: str
 
 
+class VaeDecoderSpec(FileIoSpec):
+    # The VAE's config `force_upcast` (diffusers' SDXL pipelines then decode in float32);
+    # None in engine dirs from before version 5 (treated as true: engines/fp16.py).
+    force_upcast: bool | None = None
+
+
 class ModelsSpec(_Strict):
     unet: IoSpec
-    vae_decoder: FileIoSpec | None  # None: a denoiser engine samples latents only
+    vae_decoder: VaeDecoderSpec | None  # None: a denoiser engine samples latents only
 
 
 class DenoiserSpec(_Strict):

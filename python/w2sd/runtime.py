@@ -133,7 +133,10 @@ class W2SDRuntime:
             lanes=self.lanes,
             provider_options=self._provider_options(built),
             memory_arena=bool(memory_arena),
+            model_provider_options=self._model_provider_options(built),
         )
+        max_batch = facts.get("max_batch")
+        self._max_batch = int(max_batch) if max_batch is not None else None
         self._text = TextConditioner(self.manifest, self._engine)  # no-op when unconditional
         self.last_stats: dict[str, Any] = {}
         self.last_many_stats: list[dict[str, Any] | None] = []
@@ -141,12 +144,21 @@ class W2SDRuntime:
     def _provider_options(self, built: BackendBuild) -> dict[str, str]:
         """The build's provider options, with cache paths inside this engine dir."""
         opts = dict((built.model_extra or {}).get("provider_options") or {})
-        if self.backend == "tensorrt":
-            cache = str(self.manifest.path("tensorrt/cache"))
-            opts.update(trt_engine_cache_path=cache, trt_timing_cache_path=cache)
-        elif self.backend == "openvino":
+        if self.backend == "openvino":
             opts["cache_dir"] = str(self.manifest.path("openvino/cache"))
         return opts
+
+    def _model_provider_options(self, built: BackendBuild) -> dict[str, dict[str, str]]:
+        """Per model kind (unet, text_encoder, vae_decoder): the build's own options (a
+        TensorRT build's profiles and precision)."""
+        per_model = (built.model_extra or {}).get("model_provider_options")
+        if self.backend == "tensorrt" and per_model is None:
+            raise EngineDirError(
+                f"{self.manifest.root}: its tensorrt build predates per-model profiles and "
+                f"relative EP-context paths; run `w2sd build {self.manifest.root} --backend "
+                "tensorrt`"
+            )
+        return {k: {str(a): str(b) for a, b in v.items()} for k, v in (per_model or {}).items()}
 
     # -- facts ----------------------------------------------------------------------
 
@@ -272,7 +284,15 @@ class W2SDRuntime:
         """Everything ``run`` would check before sampling, without sampling (a server calls
         it before a request takes a lane)."""
         spec = self.manifest.spec
-        return request.resolve(spec, lambda steps: ddim_schedule(spec.scheduler, steps))
+        plan = request.resolve(spec, lambda steps: ddim_schedule(spec.scheduler, steps))
+        if self._max_batch is not None and plan.batch > self._max_batch:
+            raise InvalidArgumentError(
+                f"prompt: {plan.batch} images in one request, but this engine's {self.backend} "
+                f"build takes at most {self._max_batch} (its profiles end there; rebuild with "
+                "`w2sd build ... --max-batch N` for more)",
+                param="prompt" if request.prompt is not None else "latents",
+            )
+        return plan
 
     def _prepare(self, request: SampleRequest) -> _Prepared:
         """Resolve the request against this engine, then encode every role's text."""
