@@ -92,7 +92,7 @@ def test_tokenizer_json_matches_pipeline_tokenizer(engine_dir, tiny_pair):  # ty
 
 def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
     m = json.loads((engine_dir / "manifest.json").read_text())
-    assert m["format"] == "w2sd-engine" and m["version"] == 4
+    assert m["format"] == "w2sd-engine" and m["version"] == 5
     assert len(m["unets"]) == 2
     assert m["roles"]["strong"]["unet"] == m["roles"]["denoiser"]["unet"] == 0
     assert m["roles"]["weak"]["unet"] == 1
