@@ -194,6 +194,12 @@ def build_tensorrt(
     manifest: Manifest, log: Callable[[str], None] | None = None, max_batch: int = 1
 ) -> dict[str, Any]:
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    from w2sd.gpu_libraries import preload_gpu_libraries
+    from w2sd.ort_library import package_ort_library
+
+    # The NVIDIA pip libraries (cuDNN, cuBLAS, TensorRT) for the Python module's providers,
+    # as the runtime loads them for the core's (the module does not do it by itself).
+    preload_gpu_libraries(package_ort_library())
     import onnxruntime as ort
 
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
@@ -211,6 +217,9 @@ def build_tensorrt(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{BACKEND}.build-"))
     try:
         (tmp / CACHE_DIR).mkdir()
+        previous_timing = root / BACKEND / TIMING_DIR
+        if previous_timing.is_dir():  # what an earlier build measured: a faster rebuild
+            shutil.copytree(previous_timing, tmp / TIMING_DIR)
         files = {}
         for i, (name, rel) in enumerate(sources.items(), 1):
             log(f"[{i}/{len(sources)}] building TensorRT engine for {name} (this takes minutes)")

@@ -67,6 +67,8 @@ EOF
     || echo "TensorRT libraries for CUDA $major not installed: backend tensorrt will say why"
 }
 step "NVIDIA libraries (pip)" nvidia_libs
+step "onnxruntime build" "$venv/bin/python" -c \
+  "import onnxruntime as o; print(o.__version__); print(o.get_build_info()); print(o.get_available_providers())"
 step "backends" "$venv/bin/w2sd" info --backends
 step "GPU tests (pytest -m gpu)" "$venv/bin/python" -m pytest -m gpu -v -rA
 for backend in cuda tensorrt; do

@@ -41,6 +41,33 @@ def test_lane_pool_hands_each_lane_to_one_caller_at_a_time():  # type: ignore[no
         pool.release(1)
 
 
+def test_lane_pool_serves_waiters_in_order_and_refuses_a_nested_wait():  # type: ignore[no-untyped-def]
+    import time
+
+    pool = _core.LanePool(1)
+    assert pool.acquire() == 0
+    with pytest.raises(InvalidArgumentError, match="would wait forever"):
+        pool.acquire()  # this thread holds the only lane: waiting would never end
+    order: list[str] = []
+
+    def waiter(name: str) -> None:
+        pool.acquire()
+        order.append(name)
+        time.sleep(0.05)
+        pool.release(0)
+
+    a = threading.Thread(target=waiter, args=("a",))
+    a.start()
+    time.sleep(0.3)  # a is queued before b
+    b = threading.Thread(target=waiter, args=("b",))
+    b.start()
+    time.sleep(0.3)
+    pool.release(0)
+    a.join(timeout=10)
+    b.join(timeout=10)
+    assert order == ["a", "b"] and pool.in_use == 0
+
+
 def _hold_lane(runtime, started: threading.Event, release: threading.Event, out: list):  # type: ignore[no-untyped-def]
     """sample() that stays inside its loop (at its first step) until `release` is set."""
 
@@ -140,6 +167,17 @@ def test_cuda_options_set_the_device_and_a_heuristic_algorithm_search():  # type
     assert _core.GPU_INTRA_OP_THREADS == 1
 
 
+def test_the_device_and_stream_are_the_runtimes_own():  # type: ignore[no-untyped-def]
+    """A build's or caller's options cannot move a session off the backend's device or
+    stream (its lanes' streams and buffers live on that device)."""
+    user = [("device_id", "0"), ("user_compute_stream", "12345"), ("gpu_mem_limit", "1")]
+    cuda = dict(_core.gpu_provider_options("cuda", 2, user, []))
+    assert cuda["device_id"] == "2" and "user_compute_stream" not in cuda
+    assert cuda["gpu_mem_limit"] == "1"
+    trt = dict(_core.gpu_provider_options("tensorrt", 2, user, [("device_id", "1")]))
+    assert trt["device_id"] == "2" and "user_compute_stream" not in trt
+
+
 def test_tensorrt_options_are_per_model():  # type: ignore[no-untyped-def]
     common = [("trt_fp16_enable", "1")]
     vae = [("trt_fp16_enable", "0"), ("trt_profile_min_shapes", "latent_sample:1x4x8x8")]
@@ -228,6 +266,30 @@ def test_nvidia_libraries_from_pip_packages_are_loaded_by_path(tmp_path, cuda, l
     assert out["loaded"] == [p for p in expected if p in out["loaded"]]  # in load order
     assert set(out["loaded"]) == set(expected) and out["mapped"] == out["loaded"]
     assert f"libcublasLt.so.{major}" in out["not_found"]  # not made here: reported
+
+
+def test_a_provider_that_does_not_load_says_which_library_is_missing(tmp_path):  # type: ignore[no-untyped-def]
+    """ONNX Runtime reports only "Failed to load shared library"; the reason names the
+    dependency the dynamic loader could not find."""
+    from w2sd.gpu_libraries import provider_load_error
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to make a shared library")
+    library = _fake_gpu_wheel(tmp_path / "wheel", "12.8")
+    dep = tmp_path / "dep" / "libcudnn.so.9"
+    _fake_so(dep)
+    src = tmp_path / "provider.c"
+    src.write_text("int w2sd_fake_symbol(void); int f(void) { return w2sd_fake_symbol(); }\n")
+    provider = library.parent / "libonnxruntime_providers_cuda.so"
+    provider.unlink()
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(provider), str(src), str(dep)], check=True
+    )
+    dep.unlink()  # as on a machine without cuDNN
+    why = provider_load_error(library, "cuda")
+    assert why is not None and "libcudnn.so.9" in why
+    assert "not in" in (provider_load_error(library, "tensorrt") or "")
 
 
 def test_cpu_builds_preload_nothing(tmp_path):  # type: ignore[no-untyped-def]

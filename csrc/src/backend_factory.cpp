@@ -33,7 +33,8 @@ BackendAvailability backend_availability(const std::string& provider) {
   if (!host) {
 #ifdef W2SD_WITH_CUDA
     if (cuda::device_count() == 0) {
-      result.reason = "no CUDA device is visible (no driver, or no GPU)";
+      const std::string why = cuda::device_count_error();
+      result.reason = "no CUDA device is visible (" + (why.empty() ? "no GPU" : why) + ")";
       return result;
     }
 #else

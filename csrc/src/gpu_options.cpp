@@ -76,14 +76,34 @@ OptionList merge_options(const OptionList& base, const OptionList& over) {
   return out;
 }
 
+namespace {
+
+// The runtime's own keys: the device (its streams and buffers live there) and the stream
+// (set by pointer), never taken from a build's or caller's options.
+OptionList without_runtime_keys(const OptionList& options) {
+  OptionList out;
+  for (const auto& kv : options) {
+    if (kv.first != "device_id" && kv.first != "user_compute_stream" &&
+        kv.first != "has_user_compute_stream") {
+      out.push_back(kv);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 OptionList cuda_provider_options(int device_id, const OptionList& user) {
   return merge_options(
-      {{"device_id", std::to_string(device_id)}, {"cudnn_conv_algo_search", "HEURISTIC"}}, user);
+      {{"device_id", std::to_string(device_id)}, {"cudnn_conv_algo_search", "HEURISTIC"}},
+      without_runtime_keys(user));
 }
 
 OptionList tensorrt_provider_options(int device_id, const OptionList& common,
                                      const OptionList& model) {
-  return merge_options(merge_options({{"device_id", std::to_string(device_id)}}, common), model);
+  return merge_options(
+      merge_options({{"device_id", std::to_string(device_id)}}, without_runtime_keys(common)),
+      without_runtime_keys(model));
 }
 
 Ort::SessionOptions gpu_session_options(const std::string& provider, const OptionList& cuda,
@@ -102,6 +122,18 @@ Ort::SessionOptions gpu_session_options(const std::string& provider, const Optio
 
 std::string probe_gpu_provider(const std::string& provider, int device_id) {
   try {
+    // Some onnxruntime-gpu builds ship the CUDA EP as a plugin library (registered through
+    // RegisterExecutionProviderLibrary, appended by OrtEpDevice), which the classic
+    // append below cannot load; say so rather than "Failed to load shared library".
+    const std::string info = Ort::GetBuildInfoString();
+    if (info.find("cuda-plugin-ep=1") != std::string::npos ||
+        info.find("cuda-plugin-ep=ON") != std::string::npos) {
+      return "this ONNX Runtime build ships the CUDA execution provider as a plugin "
+             "(build info: " +
+             info +
+             "), which the core does not drive yet; install an onnxruntime-gpu build "
+             "without cuda-plugin-ep";
+    }
     const OptionList device{{"device_id", std::to_string(device_id)}};
     gpu_session_options(provider, device, device, nullptr);
   } catch (const W2sdError& e) {

@@ -1,5 +1,6 @@
 #include "w2sd/lane_scheduler.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -12,17 +13,41 @@ LanePool::LanePool(int lanes) {
   busy_.assign(static_cast<size_t>(lanes), false);
 }
 
+namespace {
+// The pools whose lanes this thread holds (one entry per lane held).
+thread_local std::vector<const LanePool*> t_held;
+}  // namespace
+
+int LanePool::free_lane() const {
+  for (size_t i = 0; i < busy_.size(); ++i) {
+    if (!busy_[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 int LanePool::acquire() {
   std::unique_lock<std::mutex> lock(mutex_);
-  for (;;) {
-    for (size_t i = 0; i < busy_.size(); ++i) {
-      if (!busy_[i]) {
-        busy_[i] = true;
-        return static_cast<int>(i);
-      }
+  int lane = -1;
+  if (std::find(t_held.begin(), t_held.end(), this) != t_held.end()) {
+    // Nested (sample() from a progress callback): waiting could be forever, since the
+    // lane it would wait for may be its own. Take a free lane now or fail.
+    lane = free_lane();
+    if (lane < 0) {
+      detail::throw_error(ErrorCode::kInvalidArgument,
+                          "sample() called while this thread's own sampling holds a lane (from a "
+                          "progress callback?) and every lane is busy: it would wait forever");
     }
-    freed_.wait(lock);
+  } else {
+    const uint64_t ticket = next_ticket_++;
+    changed_.wait(lock, [&] { return serving_ == ticket && free_lane() >= 0; });
+    lane = free_lane();
+    ++serving_;
   }
+  busy_[static_cast<size_t>(lane)] = true;
+  t_held.push_back(this);
+  lock.unlock();
+  changed_.notify_all();  // the next ticket may proceed if another lane is free
+  return lane;
 }
 
 void LanePool::release(int lane) {
@@ -31,8 +56,10 @@ void LanePool::release(int lane) {
     W2SD_CHECK_INTERNAL(lane >= 0 && lane < size() && busy_[static_cast<size_t>(lane)], "lane ",
                         lane, " released but not held");
     busy_[static_cast<size_t>(lane)] = false;
+    const auto it = std::find(t_held.begin(), t_held.end(), this);
+    if (it != t_held.end()) t_held.erase(it);
   }
-  freed_.notify_one();
+  changed_.notify_all();
 }
 
 int LanePool::in_use() const {

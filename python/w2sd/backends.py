@@ -44,9 +44,10 @@ def backend_status() -> list[BackendStatus]:
         side = openvino_library()
         if b == "openvino" and not available and side is not None:
             reason += f"; or run with W2SD_ORT_LIBRARY={side}"
-        missing = gpu_libraries.LAST_REPORT.summary()
-        if b in ("cuda", "tensorrt") and not available and missing:
-            reason += f" ({missing})"
+        if b in ("cuda", "tensorrt") and not available and gpu_libraries.LAST_REPORT.gpu_build:
+            why = gpu_libraries.provider_load_error(find_ort_library(), b)
+            missing = gpu_libraries.LAST_REPORT.summary()
+            reason += "".join(f"; {x}" for x in (why, missing) if x)
         result.append(BackendStatus(b, bool(available), str(reason)))
     return result
 

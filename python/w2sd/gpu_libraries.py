@@ -123,6 +123,20 @@ def find_gpu_libraries(
     return found
 
 
+def provider_load_error(library: Path, provider: str) -> str | None:
+    """Why ONNX Runtime's `provider` ("cuda" or "tensorrt") library beside `library` does
+    not load (the dynamic loader's message: which dependency is missing), or None if it
+    loads. ONNX Runtime itself only says "Failed to load shared library"."""
+    path = library.parent / f"libonnxruntime_providers_{provider}.so"
+    if not path.is_file():
+        return f"{path.name} is not in {library.parent}"
+    try:
+        ctypes.CDLL(str(path))
+    except OSError as e:
+        return str(e)
+    return None
+
+
 def preload_gpu_libraries(library: Path, site_dirs: list[Path] | None = None) -> PreloadReport:
     """Load the NVIDIA libraries that the GPU build of ONNX Runtime at `library` needs,
     from the NVIDIA pip packages; nothing for a CPU or OpenVINO build. Never raises: the

@@ -42,6 +42,12 @@ def find_ort_library() -> Path:
         if not path.is_file():
             raise NotFoundError(f"{ENV_VAR}={override}: no such file")
         return path
+    return package_ort_library()
+
+
+def package_ort_library() -> Path:
+    """capi/libonnxruntime.so.* of the installed onnxruntime(-gpu) package (the library
+    beside the Python module, whatever $W2SD_ORT_LIBRARY says)."""
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise NotFoundError(

@@ -30,8 +30,10 @@ struct LaneJobResult {
 // The lanes of one engine, each held by at most one request at a time: every call
 // that runs a loop (sample() from any thread, each job of sample_many) checks a lane
 // out and returns it when done, so two concurrent calls never share a lane's stream,
-// buffers or sessions. acquire() blocks while every lane is taken and hands out the
-// lowest free lane.
+// buffers or sessions. acquire() blocks while every lane is taken, serves waiters in
+// the order they came, and hands out the lowest free lane. A thread that already holds a
+// lane of the pool (sample() called from a progress callback) and would wait gets an
+// InvalidArgumentError instead of a deadlock.
 class LanePool {
  public:
   explicit LanePool(int lanes);
@@ -41,16 +43,24 @@ class LanePool {
   int in_use() const;
 
  private:
+  int free_lane() const;  // -1 if none; mutex_ held
+
   mutable std::mutex mutex_;
-  std::condition_variable freed_;
+  std::condition_variable changed_;
   std::vector<bool> busy_;
+  uint64_t next_ticket_ = 0, serving_ = 0;  // FIFO among waiters
 };
 
 // A lane checked out of a pool for one scope.
 class LaneLease {
  public:
   explicit LaneLease(LanePool& pool) : pool_(pool), lane_(pool.acquire()) {}
-  ~LaneLease() { pool_.release(lane_); }
+  ~LaneLease() {
+    try {
+      pool_.release(lane_);
+    } catch (...) {  // release() only throws for a lane it never gave out
+    }
+  }
   LaneLease(const LaneLease&) = delete;
   LaneLease& operator=(const LaneLease&) = delete;
   int lane() const { return lane_; }

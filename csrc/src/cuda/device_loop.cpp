@@ -28,8 +28,10 @@ class LaneWorkspace {
   ~LaneWorkspace() {
     try {
       DeviceScope scope(device_);
+      cudaStreamSynchronize(stream_);  // nothing queued may still use the buffer
       if (base_ != nullptr) cudaFree(base_);
-      for (cudaEvent_t e : events_) cudaEventDestroy(e);
+      for (cudaEvent_t e : timers_) cudaEventDestroy(e);
+      for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     } catch (const W2sdError&) {  // the device is gone: nothing left to free
     }
   }
@@ -55,14 +57,11 @@ class LaneWorkspace {
   // before the request ends).
   std::vector<unsigned char>& staging() { return staging_; }
 
-  // Event `i` of this lane (created on first use, timing enabled).
-  cudaEvent_t event(size_t i) {
-    while (events_.size() <= i) {
-      cudaEvent_t e = nullptr;
-      check(cudaEventCreate(&e), "cudaEventCreate");
-      events_.push_back(e);
-    }
-    return events_[i];
+  // Timing event `i` of this lane (created on first use).
+  cudaEvent_t timer(size_t i) { return nth(timers_, i, cudaEventDefault); }
+  // Marker event `i`, waited on by blocking the host thread rather than spinning.
+  cudaEvent_t mark(size_t i) {
+    return nth(marks_, i, cudaEventBlockingSync | cudaEventDisableTiming);
   }
 
  private:
@@ -71,8 +70,23 @@ class LaneWorkspace {
   void* base_ = nullptr;
   size_t capacity_ = 0;
   std::vector<unsigned char> staging_;
-  std::vector<cudaEvent_t> events_;
+  std::vector<cudaEvent_t> timers_, marks_;
+
+  static cudaEvent_t nth(std::vector<cudaEvent_t>& events, size_t i, unsigned flags) {
+    while (events.size() <= i) {
+      cudaEvent_t e = nullptr;
+      check(cudaEventCreateWithFlags(&e, flags), "cudaEventCreate");
+      events.push_back(e);
+    }
+    return events[i];
+  }
 };
+
+// Waits for everything queued on `stream` so far, sleeping rather than spinning.
+void wait_for(LaneWorkspace& ws, size_t mark, cudaStream_t stream) {
+  check(cudaEventRecord(ws.mark(mark), stream), "cudaEventRecord");
+  check(cudaEventSynchronize(ws.mark(mark)), "cudaEventSynchronize");
+}
 
 // [first; second] or second alone.
 std::vector<float> stacked(const float* first, const float* second, size_t n, bool both) {
@@ -169,12 +183,10 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
     }
     detail::throw_error(ErrorCode::kInternal, "timestep ", t, " not in the schedule");
   };
-  // Events: 2 per UNet call (start, end) from 0, then one per step (done) after them.
+  // Timers: 2 per UNet call (start, end). Marks: one per step (done), then the end.
   const int64_t steps = schedule.num_steps();
   const size_t max_calls = static_cast<size_t>(3 * steps);
-  auto step_event = [&](int64_t step) {
-    return ws.event(2 * max_calls + static_cast<size_t>(step));
-  };
+  auto step_event = [&](int64_t step) { return ws.mark(static_cast<size_t>(step)); };
   float* sample_in = buf.at(kSampleIn);
   float* unet_out = buf.at(kUnetOut);
   const GuidedStepFn step = [&](Role role, const float* xin, int64_t t, const DdimCoeffs& c,
@@ -205,9 +217,9 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
     in.lane = lane;
     const size_t call = static_cast<size_t>(stats.unet_calls);
     W2SD_CHECK_INTERNAL(call < max_calls, "more UNet calls than 3 per step");
-    check(cudaEventRecord(ws.event(2 * call), stream), "cudaEventRecord");
+    check(cudaEventRecord(ws.timer(2 * call), stream), "cudaEventRecord");
     backend.run_unet(rc.unet, in, unet_out);
-    check(cudaEventRecord(ws.event(2 * call + 1), stream), "cudaEventRecord");
+    check(cudaEventRecord(ws.timer(2 * call + 1), stream), "cudaEventRecord");
     ++stats.unet_calls;
     check_cuda(launch_guided_ddim_update(unet_out, DType::kFloat32, g, rc.guidance, xin, out,
                                          static_cast<int64_t>(n), c, prediction, stream),
@@ -224,20 +236,32 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
       if (done < 2) return true;
       check(cudaEventSynchronize(step_event(done - 2)), "cudaEventSynchronize");
       reported = done - 1;
-      return progress(done - 1, total);
+      if (!progress(done - 1, total)) {
+        detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", done - 1,
+                            " of ", total);
+      }
+      return true;
     };
   }
   const auto start = std::chrono::steady_clock::now();
   float* x = buf.at(kLatents);
-  run_reflection_loop(schedule, reflection, request.inversion, step, x, buf.at(kStrong), on_step);
-  check(cudaMemcpyAsync(latents, x, n * sizeof(float), cudaMemcpyDeviceToHost, stream),
-        "download latents");
-  check(cudaStreamSynchronize(stream), "synchronize");
+  try {
+    run_reflection_loop(schedule, reflection, request.inversion, step, x, buf.at(kStrong), on_step);
+    check(cudaMemcpyAsync(latents, x, n * sizeof(float), cudaMemcpyDeviceToHost, stream),
+          "download latents");
+    wait_for(ws, static_cast<size_t>(steps), stream);
+  } catch (...) {
+    // Cancelled or failed with work still queued: let it drain before the lane (and its
+    // buffer) is handed to the next request or freed.
+    cudaStreamSynchronize(stream);
+    cudaGetLastError();
+    throw;
+  }
   stats.loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t call = 0; call < static_cast<size_t>(stats.unet_calls); ++call) {
     float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, ws.event(2 * call), ws.event(2 * call + 1)),
+    check(cudaEventElapsedTime(&ms, ws.timer(2 * call), ws.timer(2 * call + 1)),
           "cudaEventElapsedTime");
     stats.unet_seconds += ms / 1000.0;
   }

@@ -91,6 +91,23 @@ int device_count() {
   return n;
 }
 
+std::string device_count_error() {
+  int n = 0;
+  const cudaError_t code = cudaGetDeviceCount(&n);
+  if (code == cudaSuccess) return "";
+  cudaGetLastError();
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  auto version = [](int v) {
+    return v == 0 ? std::string("none")
+                  : std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  };
+  return std::string("cudaGetDeviceCount: ") + cudaGetErrorString(code) +
+         " (driver supports CUDA " + version(driver) + ", this build's CUDA runtime is " +
+         version(runtime) + ")";
+}
+
 DeviceScope::DeviceScope(int device) {
   int current = 0;
   check_cuda(static_cast<int>(cudaGetDevice(&current)), "cudaGetDevice");

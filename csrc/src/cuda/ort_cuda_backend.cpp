@@ -35,7 +35,6 @@ Ort::SessionOptions model_session_options(const OrtCudaBackendConfig& config, co
 struct OrtCudaBackend::Impl {
   OrtCudaBackendConfig config;
   std::vector<cudaStream_t> streams;                              // one per lane
-  cudaStream_t one_off_stream = nullptr;                          // text encoders, VAE
   std::vector<std::vector<std::unique_ptr<NamedSession>>> unets;  // [lane][unet]
   std::vector<std::unique_ptr<NamedSession>> text_encoders;
   std::unique_ptr<NamedSession> vae_decoder;
@@ -48,7 +47,6 @@ struct OrtCudaBackend::Impl {
     try {
       cuda::DeviceScope device(config.device_id);
       for (cudaStream_t s : streams) cudaStreamDestroy(s);
-      if (one_off_stream != nullptr) cudaStreamDestroy(one_off_stream);
     } catch (const W2sdError&) {  // the device is gone: nothing left to destroy
     }
   }
@@ -86,12 +84,9 @@ OrtCudaBackend::OrtCudaBackend(const OrtCudaBackendConfig& config) {
     }
     impl_->unets.push_back(std::move(lane_unets));
   }
-  // One-off calls outside the loop (host in, host out, any thread): a stream of their own,
-  // so that they never queue behind a lane's loop.
-  cuda::check_cuda(
-      static_cast<int>(cudaStreamCreateWithFlags(&impl_->one_off_stream, cudaStreamNonBlocking)),
-      "cudaStreamCreate");
-  cudaStream_t s0 = impl_->one_off_stream;
+  // One-off calls outside the loop (host in, host out, from any thread): on ONNX Runtime's
+  // own streams, so that they never queue behind a lane's loop or each other's calls.
+  cudaStream_t s0 = nullptr;
   if (!config.base.text_encoder_paths.empty()) {
     const Ort::SessionOptions options = ort_call("text encoder session options", [&] {
       return model_session_options(config, kTextEncoderModel, s0);

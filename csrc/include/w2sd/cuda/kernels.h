@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "w2sd/ddim_math.h"
 
@@ -31,6 +32,11 @@ void check_cuda(int code, const char* what);
 
 // Number of CUDA devices visible (0 with no driver or no device; never throws).
 int device_count();
+
+// Why device_count() is 0 when the CUDA runtime reports an error ("" otherwise): the
+// runtime's message with the driver's and this build's CUDA versions (a driver older
+// than the toolkit the extension was built with is the usual cause).
+std::string device_count_error();
 
 // Makes `device` the calling thread's current CUDA device for the scope and restores
 // the previous one after. The current device is per thread: every entry point that
