@@ -99,13 +99,20 @@ std::string device_count_error() {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
+  if (driver == 0) {
+    return std::string("no NVIDIA driver is loaded; cudaGetDeviceCount: ") +
+           cudaGetErrorString(code);
+  }
   auto version = [](int v) {
-    return v == 0 ? std::string("none")
-                  : std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
   };
-  return std::string("cudaGetDeviceCount: ") + cudaGetErrorString(code) +
-         " (driver supports CUDA " + version(driver) + ", this build's CUDA runtime is " +
-         version(runtime) + ")";
+  std::string why = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(code) +
+                    " (the driver supports CUDA " + version(driver) +
+                    ", this build's CUDA runtime is " + version(runtime) + ")";
+  if (code == cudaErrorInsufficientDriver) {
+    why += ": update the driver, or rebuild the extension with a CUDA toolkit it supports";
+  }
+  return why;
 }
 
 DeviceScope::DeviceScope(int device) {
