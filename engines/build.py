@@ -57,8 +57,8 @@ def build_engine(
         raise InvalidArgumentError("--max-batch applies to --backend tensorrt only")
     if max_batch is not None and (isinstance(max_batch, bool) or max_batch < 1):
         raise InvalidArgumentError(f"max_batch must be >= 1, got {max_batch!r}")
-    load_manifest(engine_dir)  # a bad engine dir fails here, not in the child
     if backend in IN_CHILD:
+        load_manifest(engine_dir)  # a bad engine dir fails here, not in the child
         return _build_in_child(engine_dir, backend, log, max_batch)
     return build_here(engine_dir, backend, log, precision)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2sd import InvalidArgumentError, W2SDRuntime, _core
+from w2sd import InvalidArgumentError, SampleRequest, W2SDRuntime, _core
 from w2sd.errors import EngineDirError
 
 # -- lanes: every call checks a lane out of one pool ----------------------------------
@@ -77,9 +77,7 @@ def _hold_lane(runtime, started: threading.Event, release: threading.Event, out:
         return True
 
     result = runtime.run(
-        __import__("w2sd").SampleRequest(
-            prompt="a cat", seed=1, output_type="latent", callback=callback
-        )
+        SampleRequest(prompt="a cat", seed=1, output_type="latent", callback=callback)
     )
     out.append(result.stats["lane"])
 

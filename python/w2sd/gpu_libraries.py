@@ -47,6 +47,7 @@ class PreloadReport:
 
 
 LAST_REPORT = PreloadReport()
+_PRELOADED: dict[Path, PreloadReport] = {}  # by ONNX Runtime library, searched in sys.path
 
 
 def is_gpu_build(library: Path) -> bool:
@@ -142,6 +143,9 @@ def preload_gpu_libraries(library: Path, site_dirs: list[Path] | None = None) ->
     from the NVIDIA pip packages; nothing for a CPU or OpenVINO build. Never raises: the
     report says what was missing (``backend_status`` adds it to its reason)."""
     global LAST_REPORT
+    if site_dirs is None and _PRELOADED.get(library) is not None:
+        LAST_REPORT = _PRELOADED[library]  # backend_status() asks on every runtime load
+        return LAST_REPORT
     report = PreloadReport(gpu_build=is_gpu_build(library))
     if report.gpu_build:
         report.cuda_major = cuda_major_of(library.parent) or 12
@@ -161,4 +165,6 @@ def preload_gpu_libraries(library: Path, site_dirs: list[Path] | None = None) ->
                 if not optional:
                     report.failed.append((name, str(e)))
     LAST_REPORT = report
+    if site_dirs is None:
+        _PRELOADED[library] = report
     return report
