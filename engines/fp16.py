@@ -164,21 +164,33 @@ def _save(model: Any, dst: Path) -> None:
     )
 
 
+def with_value_types(src: Path) -> Any:
+    """`src` loaded with every intermediate tensor's type inferred (``value_info``).
+
+    The converter decides where a kept-fp32 node needs casts from those types: without
+    them, a float32 node is left reading fp16 tensors (an SD 1.5 UNet's ``time_proj`` Mul:
+    "bound to different types"). Inference runs before the weights are loaded, so the
+    proto stays far below protobuf's 2 GB limit for any UNet (the converter's own
+    inference serializes the whole model and cannot run past it)."""
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.load_external_data_for_model(model, str(src.parent))
+    return model
+
+
 def convert_fp16(src: Path, dst: Path) -> int:
     """Write `src` with fp16 weights and arithmetic (float32 inputs and outputs) to `dst`,
     keeping ``fp32_nodes`` in float32; returns how many nodes were kept."""
-    import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    model = onnx.load(str(src), load_external_data=True)
+    model = with_value_types(src)
     keep = fp32_nodes(model.graph)
-    # Shape inference needs the whole model in one protobuf (< 2 GB); the converter works
-    # without it.
-    large = sum(len(t.raw_data) for t in model.graph.initializer) > 1_900_000_000
     model16 = convert_float_to_float16(
         model,
         keep_io_types=True,
-        disable_shape_infer=large,
+        disable_shape_infer=True,  # done above, on any size
         op_block_list=list(DEFAULT_OP_BLOCK_LIST),
         node_block_list=sorted(keep),
     )
