@@ -157,6 +157,16 @@ def test_lane_workspace_grows_rarely():  # type: ignore[no-untyped-def]
 # -- GPU session options --------------------------------------------------------------
 
 
+def test_every_device_unet_call_runs_on_one_batch():  # type: ignore[no-untyped-def]
+    """With any role guided, unguided roles are padded to the doubled batch (ONNX Runtime's
+    CUDA Conv rebuilds its cuDNN set-up whenever the batch changes); with none guided,
+    nothing is doubled."""
+    assert _core.doubled_batch([True, False, True]) == [True, True, True]
+    assert _core.doubled_batch([False, True, False]) == [True, True, True]
+    assert _core.doubled_batch([False, False, False]) == [False, False, False]
+    assert _core.doubled_batch([True, True, True]) == [True, True, True]
+
+
 def test_cuda_options_set_the_device_and_a_heuristic_algorithm_search():  # type: ignore[no-untyped-def]
     opts = dict(_core.gpu_provider_options("cuda", 3, [], []))
     assert opts == {"device_id": "3", "cudnn_conv_algo_search": "HEURISTIC"}
@@ -383,6 +393,34 @@ def test_fp16_unet_keeps_timestep_embedding_and_attention_scores_in_fp32(engine_
         "text_encoder0": "fp16",
         "vae_decoder": "fp16",  # SD 1.x: diffusers decodes it in fp16
     }
+
+
+def test_fp16_conversion_infers_types_before_loading_weights(engine_copy, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """Past 2 GB (any real UNet) the converter cannot infer types itself, and without them
+    it left the timestep embedding's fp32 Mul reading an fp16 tensor: ONNX Runtime refused
+    the SD 1.5 UNet ("bound to different types", seen on an H100). Types are inferred on
+    the weightless proto, whatever the size, and the result must load."""
+    import onnx
+    import onnxruntime as ort
+
+    from w2sd.engines.fp16 import convert_fp16
+
+    infer = onnx.shape_inference.infer_shapes
+    loaded_at_inference: list[int] = []
+
+    def spy(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loaded_at_inference.append(sum(len(t.raw_data) for t in model.graph.initializer))
+        return infer(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", spy)
+    src = engine_copy / "unet0" / "model.onnx"
+    dst = tmp_path / "fp16" / "model.onnx"
+    convert_fp16(src, dst)
+    weights = sum(t.ByteSize() for t in onnx.load(str(src)).graph.initializer)
+    assert loaded_at_inference and max(loaded_at_inference) < weights / 10
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ort.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])  # type-checks
 
 
 def test_sdxl_vae_stays_fp32_when_the_pipeline_says_force_upcast(zoo, tmp_path):  # type: ignore[no-untyped-def]
