@@ -397,6 +397,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("slot_table", &slot_table, py::arg("values"),
         "A device slot table's host image: values[i] at float index i * SLOT_FLOATS.");
   m.def("grown_capacity", &grown_capacity, py::arg("capacity"), py::arg("needed"));
+  m.def("doubled_batch", &doubled_batch, py::arg("guided"),
+        "Per role: whether the device loop runs its UNet calls on the doubled batch.");
   m.attr("DEVICE_ALIGNMENT") = kDeviceAlignment;
   m.attr("SLOT_FLOATS") = kSlotFloats;
 
@@ -443,6 +445,57 @@ PYBIND11_MODULE(_core, m) {
       py::arg("e_uncond"), py::arg("e_cond"), py::arg("guidance"), py::arg("x"), py::arg("a"),
       py::arg("a_next"), py::arg("prediction_type"),
       "The fused guidance + DDIM update per element, as the CUDA kernel computes it.");
+
+  // The CUDA kernels on host data (GPU tests compare them with the host math above).
+  m.def(
+      "cuda_guided_ddim_update",
+      [](FloatArray unet_out, bool guided, float guidance, FloatArray x, float a, float a_next,
+         const std::string& prediction, const std::string& unet_dtype, int device) {
+        W2SD_CHECK_ARG(unet_dtype == "float32" || unet_dtype == "float16",
+                       "unet_dtype: 'float32' or 'float16'");
+        const DdimCoeffs c = make_coeffs(a, a_next);
+        const PredictionType p = parse_prediction_type(prediction);
+        FloatArray result(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+#ifdef W2SD_WITH_CUDA
+        std::vector<float> e(unet_out.data(), unet_out.data() + unet_out.size());
+        std::vector<float> xs(x.data(), x.data() + x.size());
+        const auto dtype = unet_dtype == "float16" ? cuda::DType::kFloat16 : cuda::DType::kFloat32;
+        std::vector<float> out;
+        {
+          py::gil_scoped_release release;
+          out = cuda::guided_ddim_update_on_device(device, e, dtype, guided, guidance, xs, c, p);
+        }
+        std::copy(out.begin(), out.end(), result.mutable_data());
+        return result;
+#else
+        (void)unet_out, (void)guided, (void)guidance, (void)c, (void)p, (void)device;
+        detail::throw_error(ErrorCode::kBackend, "this build has no CUDA");
+#endif
+      },
+      py::arg("unet_out"), py::arg("guided"), py::arg("guidance"), py::arg("x"), py::arg("a"),
+      py::arg("a_next"), py::arg("prediction_type"), py::arg("unet_dtype") = "float32",
+      py::arg("device") = 0,
+      "The device loop's update kernel once on the GPU: unet_out is [e_u; e_c] (guided) or e.");
+  m.def(
+      "cuda_pack_sample",
+      [](FloatArray x, const std::string& dtype, bool twice, int device) {
+        W2SD_CHECK_ARG(dtype == "float32" || dtype == "float16", "dtype: 'float32' or 'float16'");
+#ifdef W2SD_WITH_CUDA
+        std::vector<float> xs(x.data(), x.data() + x.size());
+        const auto d = dtype == "float16" ? cuda::DType::kFloat16 : cuda::DType::kFloat32;
+        std::vector<uint8_t> out;
+        {
+          py::gil_scoped_release release;
+          out = cuda::pack_sample_on_device(device, xs, d, twice);
+        }
+        return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
+#else
+        (void)x, (void)twice, (void)device;
+        detail::throw_error(ErrorCode::kBackend, "this build has no CUDA");
+#endif
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("twice"), py::arg("device") = 0,
+      "The UNet sample input the device loop packs from x, as raw bytes.");
 
   m.def(
       "cfg_combine",

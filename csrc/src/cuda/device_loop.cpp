@@ -135,21 +135,27 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
   // Host images of the uploads: conditioning per role, a slot per timestep and per role's
   // LoRA scale, the latents.
   RequestBuffers buf;
-  std::array<bool, kNumRoles> guided{};
-  bool any_guided = false;
-  for (int r = 0; r < kNumRoles; ++r) {
-    const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
-    guided[static_cast<size_t>(r)] = c.guidance != 1.0f;  // check_conditioning vouched
-    const bool g = guided[static_cast<size_t>(r)];
-    const size_t k = kText + 3 * static_cast<size_t>(r);
+  std::vector<bool> guided(kNumRoles);
+  for (size_t r = 0; r < kNumRoles; ++r) {
+    guided[r] = request.roles[r].guidance != 1.0f;  // check_conditioning vouched
+  }
+  // One UNet batch for every call (see doubled_batch): an unguided role is padded to
+  // [cond; cond].
+  const std::vector<bool> doubled = doubled_batch(guided);
+  const bool any_guided = doubled[0];
+  for (size_t r = 0; r < kNumRoles; ++r) {
+    const RoleConditioning& c = request.roles[r];
+    const float* first = guided[r] ? c.uncond : c.cond;
+    const float* first_pooled = guided[r] ? c.uncond_pooled : c.cond_pooled;
+    const bool d = doubled[r];
+    const size_t k = kText + 3 * r;
     if (cs.text_len > 0) {  // an unconditional denoiser has no text
-      buf.host[k] = stacked(c.uncond, c.cond, b * cs.text_len * cs.text_dim, g);
+      buf.host[k] = stacked(first, c.cond, b * cs.text_len * cs.text_dim, d);
     }
     if (added) {
-      buf.host[k + 1] = stacked(c.uncond_pooled, c.cond_pooled, b * cs.pooled_dim, g);
-      buf.host[k + 2] = stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, g);
+      buf.host[k + 1] = stacked(first_pooled, c.cond_pooled, b * cs.pooled_dim, d);
+      buf.host[k + 2] = stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, d);
     }
-    any_guided = any_guided || g;
   }
   const auto& ts = schedule.timesteps();
   buf.host[kTimesteps] = slot_table(std::vector<float>(ts.begin(), ts.end()));
@@ -193,13 +199,14 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
                                 float* out) {
     const size_t r = static_cast<size_t>(role);
     const bool g = guided[r];
+    const bool d = doubled[r];
     const RoleConditioning& rc = request.roles[r];
     check_cuda(
-        launch_pack_sample(xin, sample_in, DType::kFloat32, g, static_cast<int64_t>(n), stream),
+        launch_pack_sample(xin, sample_in, DType::kFloat32, d, static_cast<int64_t>(n), stream),
         "pack sample");
     UnetInputs in;
     in.sample = sample_in;
-    in.batch = (g ? 2 : 1) * shape.batch;
+    in.batch = (d ? 2 : 1) * shape.batch;
     in.channels = shape.channels;
     in.height = shape.height;
     in.width = shape.width;

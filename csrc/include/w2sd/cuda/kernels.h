@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "w2sd/ddim_math.h"
 
@@ -26,6 +27,17 @@ int launch_pack_sample(const float* x, void* dst, DType dst_dtype, bool twice, i
 
 // Converts n float32 values to dtype (a plain copy for float32).
 int launch_convert(const float* src, void* dst, DType dtype, int64_t n, void* stream);
+
+// The launchers above run once on host data, on `device`'s default stream (for tests:
+// the device result must equal the host's ddim_math.h bit for bit). unet_out holds float32
+// values, converted to unet_dtype on the device first (as a UNet's fp16 output would be).
+std::vector<float> guided_ddim_update_on_device(int device, const std::vector<float>& unet_out,
+                                                DType unet_dtype, bool guided, float guidance,
+                                                const std::vector<float>& x, const DdimCoeffs& c,
+                                                PredictionType prediction);
+// launch_pack_sample's output, as raw bytes (float32 or float16 values).
+std::vector<uint8_t> pack_sample_on_device(int device, const std::vector<float>& x, DType dtype,
+                                           bool twice);
 
 // Throws W2sdError(kBackend) naming `what` if code is not success.
 void check_cuda(int code, const char* what);
