@@ -38,14 +38,18 @@ def gpu_runtime(request, engine_dir):  # type: ignore[no-untyped-def]
     return W2SDRuntime(engine_dir, backend=backend, lanes=2)
 
 
-@pytest.mark.parametrize("inversion", ["official", "exact"])
-def test_fp16_parity_with_reference(gpu_runtime, reference, inversion):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "inversion, weak_guidance",
+    # weak_guidance 1.0: the weak role is unguided and padded to the guided batch.
+    [("official", 5.0), ("exact", 5.0), ("official", 1.0)],
+)
+def test_fp16_parity_with_reference(gpu_runtime, reference, inversion, weak_guidance):  # type: ignore[no-untyped-def]
     x = initial_latents(4, (1, 4, 8, 8))
     kw = dict(
         num_inference_steps=10,
         reflection_steps=5,
         strong_guidance=7.5,
-        weak_guidance=5.0,
+        weak_guidance=weak_guidance,
         inversion=inversion,
     )
     lat = gpu_runtime.sample("a red bicycle", latents=x, output_type="latent", **kw)
@@ -240,3 +244,39 @@ def test_unconditional_denoiser_engine_on_the_gpu(backend, tmp_path):  # type: i
     sched = SchedulerSpec.model_validate(_scheduler(tmp_path)[1])
     ref = numpy_w2sd(sched, STRONG_2D, WEAK_2D, STRONG_2D, x, STEPS, 5, "official")
     assert np.abs(got - ref).max() / np.abs(ref).max() <= GPU_LATENT_RTOL
+
+
+@pytest.mark.parametrize("unet_dtype", ["float32", "float16"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("guided", [True, False])
+def test_update_kernel_equals_the_host_math_bit_for_bit(unet_dtype, prediction, guided):  # type: ignore[no-untyped-def]
+    """The device loop's fused kernel and ddim_math.h on the host: both built without FMA
+    contraction, so the same float32 arithmetic gives the same bits. An odd size (more
+    elements than one grid covers) checks the grid-stride loop and the tail."""
+    from w2sd import _core
+
+    n = 65535 * 256 + 3
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(n, dtype=np.float32)
+    e = rng.standard_normal((2 if guided else 1) * n, dtype=np.float32)
+    a, a_next, g = 0.4831, 0.6402, 7.5
+    got = _core.cuda_guided_ddim_update(e, guided, g, x, a, a_next, prediction, unet_dtype)
+    # What the kernel reads: the UNet output in its dtype.
+    e_seen = e.astype(np.float16).astype(np.float32) if unet_dtype == "float16" else e
+    if guided:
+        want = _core.guided_ddim_update(e_seen[:n], e_seen[n:], g, x, a, a_next, prediction)
+    else:
+        # The unguided update is ddim_update(e): e + 1 * (e - e) is e exactly.
+        want = _core.guided_ddim_update(e_seen, e_seen, 1.0, x, a, a_next, prediction)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("twice", [True, False])
+def test_pack_sample_kernel(dtype, twice):  # type: ignore[no-untyped-def]
+    from w2sd import _core
+
+    x = np.random.default_rng(1).standard_normal(4 * 64 * 64 + 5, dtype=np.float32)
+    got = np.frombuffer(_core.cuda_pack_sample(x, dtype, twice), dtype=dtype)
+    want = np.concatenate([x, x]) if twice else x
+    np.testing.assert_array_equal(got, want.astype(dtype))
