@@ -71,15 +71,21 @@ class W2SDReference:
         strong_lora: LoraSpec | None = None,
         weak_lora: LoraSpec | None = None,
         denoiser_lora: LoraSpec | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
     ) -> None:
+        """`device`/`dtype`: where and in what precision the pipelines run ("cuda" and
+        "float16" is what a user picks on an NVIDIA GPU); the latents handed back are fp32."""
         import torch
         from diffusers import DDIMInverseScheduler, DDIMScheduler
 
         self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
         index = json.loads((Path(strong) / "model_index.json").read_text())
         self.family = detect_family(index)
         pipeline_cls = self.family.pipeline_class()
-        kwargs: dict[str, Any] = {"torch_dtype": torch.float32}
+        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
         if self.family.name == "sd":
             kwargs.update(safety_checker=None, requires_safety_checker=False)
 
@@ -92,7 +98,7 @@ class W2SDReference:
         for role in ROLES:
             key = str(Path(folders[role]).resolve())
             if key not in pipes:
-                pipes[key] = pipeline_cls.from_pretrained(key, **kwargs)
+                pipes[key] = pipeline_cls.from_pretrained(key, **kwargs).to(self.device)
                 pipes[key].set_progress_bar_config(disable=True)
             self.pipes[role] = pipes[key]
             unet = self.unets[role] = pipes[key].unet
@@ -110,6 +116,11 @@ class W2SDReference:
         self.scheduler = DDIMScheduler.from_config(config)
         self.inverse_scheduler = DDIMInverseScheduler.from_config(config)
 
+    def _sync(self) -> None:
+        """Stage times on a GPU count the kernels, not their launch."""
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
     # -- conditioning -------------------------------------------------------------
 
     def _encode(
@@ -118,24 +129,28 @@ class W2SDReference:
         pipe = self.pipes[role]
         if self.family.name == "sd":
             cond, uncond = pipe.encode_prompt(
-                prompts, "cpu", 1, True, negative_prompt=negatives or [""] * len(prompts)
+                prompts, self.device, 1, True, negative_prompt=negatives or [""] * len(prompts)
             )
             return _Cond(cond, uncond)
         cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
             prompts,
-            device="cpu",
+            device=self.device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=True,
             negative_prompt=negatives,
         )
         te2 = pipe.text_encoder_2
-        time_ids = pipe._get_add_time_ids(
-            (height, width),
-            (0, 0),
-            (height, width),
-            dtype=cond.dtype,
-            text_encoder_projection_dim=te2.config.projection_dim,
-        ).repeat(len(prompts), 1)
+        time_ids = (
+            pipe._get_add_time_ids(
+                (height, width),
+                (0, 0),
+                (height, width),
+                dtype=cond.dtype,
+                text_encoder_projection_dim=te2.config.projection_dim,
+            )
+            .repeat(len(prompts), 1)
+            .to(self.device)
+        )
         return _Cond(
             cond,
             uncond,
@@ -237,6 +252,7 @@ class W2SDReference:
                 height,
                 width,
             )
+        self._sync()
         t_text = time.perf_counter() - t_start
         t_loop_start = time.perf_counter()
         self.scheduler.set_timesteps(num_inference_steps)
@@ -244,6 +260,7 @@ class W2SDReference:
         timesteps = self.scheduler.timesteps
         reflect = reflection_indices(num_inference_steps, reflection_steps)
         x = torch.from_numpy(np.array(latents, dtype=np.float32)) * self.scheduler.init_noise_sigma
+        x = x.to(self.device, self.dtype)
         calls = 0
         ls = lora_scales or {}  # per-request LoRA scales (default: each role's own)
         for i, t in enumerate(timesteps):
@@ -257,14 +274,19 @@ class W2SDReference:
             e = self.guided("denoiser", x, t, g["denoiser"], conds["denoiser"], ls.get("denoiser"))
             x = self.scheduler.step(e, t, x).prev_sample
             calls += 1
-        final = x.numpy().astype(np.float32)
+        final = x.float().cpu().numpy()
         stages = {"text_encode": t_text, "loop": time.perf_counter() - t_loop_start}
         if output_type == "latent":
             return ReferenceOutput(final, None, calls, {**stages, "vae_decode": 0.0})
         t_vae = time.perf_counter()
         vae = self.pipe.vae
+        z = x / vae.config.scaling_factor
+        if self.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            # What diffusers' pipelines do: this VAE overflows in fp16 (SDXL's).
+            vae = vae.to(torch.float32)
+            z = z.float()
         with torch.no_grad():
-            image = vae.decode(x / vae.config.scaling_factor, return_dict=False)[0]
-        image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().numpy()
+            image = vae.decode(z, return_dict=False)[0]
+        image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
         stages["vae_decode"] = time.perf_counter() - t_vae
         return ReferenceOutput(final, (image * 255).round().astype(np.uint8), calls, stages)

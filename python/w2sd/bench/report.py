@@ -34,6 +34,11 @@ def table(result: dict[str, Any]) -> str:
             f"{st['text_encode']:>7.3f}s {st['loop']:>7.3f}s {st['vae_decode']:>7.3f}s "
             f"{row['peak_rss_bytes'] / 2**30:>7.2f}GB {speed:>8}"
         )
+    device = [(n, row["peak_device_bytes"]) for n, row in _rows(r) if "peak_device_bytes" in row]
+    if device:
+        lines.append("peak GPU memory: " + ", ".join(f"{n} {b / 2**30:.2f}GB" for n, b in device))
+    if r["backend"] in ("cuda", "tensorrt") and "diffusers-bf16" in r.get("baselines", {}):
+        lines.append("diffusers-bf16 on a GPU backend: diffusers on the GPU in fp16")
     for name, why in r.get("baselines_absent", {}).items():
         lines.append(f"{name:<14} not run: {why}")
     if r.get("precision_reason"):

@@ -304,6 +304,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         k: statistics.median(r["stages_s"][k] for r in runs) for k in out["stages_s"]
     }
     out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
+    device = [r["peak_device_bytes"] for r in runs if r.get("peak_device_bytes") is not None]
+    if device:
+        out["peak_device_bytes"] = max(device)
     for key in ("unet_call_s", "loop_overhead_s"):
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)

@@ -137,8 +137,9 @@ def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The diffusers reference in fp32, or (``autocast``) under torch.autocast in the reduced
-    precision a user would pick: bf16 on CPU."""
+    """The diffusers reference in fp32, or (``autocast``) in the reduced precision a user
+    would pick: torch.autocast bf16 on CPU; on a GPU backend the pipelines run on the GPU,
+    loaded in fp16 (``torch_dtype=torch.float16``, as diffusers' own examples do)."""
     import contextlib
 
     import torch
@@ -146,14 +147,20 @@ def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
     from ..lora import LoraSpec
     from ..reference import W2SDReference
 
+    on_gpu = cfg["backend"] in ("cuda", "tensorrt")
     loras = {f"{r}_lora": LoraSpec(**spec) if spec else None for r, spec in cfg["loras"].items()}
     ref = W2SDReference(
-        cfg["sources"]["strong"], cfg["sources"]["weak"], cfg["sources"]["denoiser"], **loras
+        cfg["sources"]["strong"],
+        cfg["sources"]["weak"],
+        cfg["sources"]["denoiser"],
+        **loras,
+        device="cuda" if on_gpu else "cpu",
+        dtype="float16" if on_gpu and cfg.get("autocast") else "float32",
     )
     kw = _sample_kwargs(cfg)
     precision = (
         torch.autocast("cpu", dtype=torch.bfloat16)
-        if cfg.get("autocast")
+        if cfg.get("autocast") and not on_gpu
         else contextlib.nullcontext()
     )
 
@@ -229,9 +236,47 @@ KINDS = {
 }
 
 
+class DeviceMemoryPeak:
+    """Peak GPU memory in use while this worker runs, above what was in use when it started
+    (NVML's device-wide figure, sampled every 5 ms: the bench runs one worker at a time, and
+    NVML's per-process list is empty inside containers). None where NVML is unavailable."""
+
+    def __init__(self, device: int = 0) -> None:
+        self.peak: int | None = None
+        try:
+            import pynvml  # nvidia-ml-py
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device)
+            self._used = lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+            self._base = self._used()
+        except Exception:  # no NVML, no driver or no device: nothing to report
+            return
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak or 0, self._used() - self._base)
+
+    def stop(self) -> int | None:
+        if self.peak is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._used() - self._base)
+        return self.peak
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    print(json.dumps(KINDS[cfg["kind"]](cfg)))
+    gpu = cfg.get("backend") in ("cuda", "tensorrt")
+    device_peak = DeviceMemoryPeak() if gpu else None
+    result = KINDS[cfg["kind"]](cfg)
+    if device_peak is not None:
+        result["peak_device_bytes"] = device_peak.stop()
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,17 @@ WORKLOADS = {
         "real SD 1.5 architecture, random weights (seed 0), 256x256, "
         "condition gap (one UNet, guidance 7.5 vs 1.0)",
     ),
+    "gpu-sd15-512": Workload(
+        "gpu-sd15-512",
+        25,
+        12,
+        512,
+        512,
+        7.5,
+        1.0,
+        "real SD 1.5 architecture, random weights (seed 0), 512x512, T=25, λ=12, condition "
+        "gap; the protocol's GPU workload (--backend cuda or tensorrt)",
+    ),
     "sdxl-arch": Workload(
         "sdxl-arch",
         2,
@@ -79,7 +90,7 @@ def _sd_vae(seed: int, sample_size: int, scaling_factor: float) -> Any:
     )
 
 
-def build_sd15_random(out: Path, seed: int = 0) -> Path:
+def build_sd15_random(out: Path, seed: int = 0, image_size: int = 256) -> Path:
     """SD 1.5's UNet (diffusers' defaults with cross_attention_dim=768, 860 M parameters),
     CLIP ViT-L/14's text encoder and SD's VAE architectures, with random weights."""
     if (out / "model_index.json").exists():
@@ -93,11 +104,11 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
 
     from ..tiny_models import _tiny_ddim, _tokenizer_ids, write_tiny_clip_tokenizer
 
-    _log(f"building the sd15-256 model (random weights, seed {seed}) in {out}")
+    _log(f"building an SD 1.5-architecture model (random weights, seed {seed}) in {out}")
     write_tiny_clip_tokenizer(out / "tokenizer")
     bos, eos, _ = _tokenizer_ids(out / "tokenizer")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=32)
+    unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=image_size // 8)
     torch.manual_seed(seed + 1)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -113,7 +124,7 @@ def build_sd15_random(out: Path, seed: int = 0) -> Path:
             projection_dim=768,
         )
     )
-    vae = _sd_vae(seed + 2, sample_size=256, scaling_factor=0.18215)
+    vae = _sd_vae(seed + 2, sample_size=image_size, scaling_factor=0.18215)
     scheduler = _tiny_ddim()  # SD 1.5's and SDXL's DDIM settings
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -209,11 +220,10 @@ def build_model(name: str, root: Path) -> tuple[Path, Path]:
 
     if name == "tiny":
         return build_tiny_pair(root / "models")
-    model = (
-        build_sdxl_random(root / "model")
-        if name == "sdxl-arch"
-        else build_sd15_random(root / "model")
-    )
+    if name == "sdxl-arch":
+        model = build_sdxl_random(root / "model")
+    else:
+        model = build_sd15_random(root / "model", image_size=WORKLOADS[name].height)
     return model, model
 
 
