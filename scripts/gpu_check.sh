@@ -6,7 +6,7 @@
 #   bash scripts/gpu_check.sh [REPORT_DIR]      (default: gpu-report/)
 #
 # Every step runs even if an earlier one fails; the report says which failed and why, and
-# the script exits non-zero if any did. Knobs: W2SD_GPU_WORKLOAD (default sd15-256),
+# the script exits non-zero if any did. Knobs: W2SD_GPU_WORKLOAD (default gpu-sd15-512),
 # W2SD_GPU_BENCH_ARGS (extra `w2sd bench` arguments, default "--repeat 3").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ out=${1:-gpu-report}
 mkdir -p "$out"
 report=$out/report.md
 venv=${W2SD_VENV:-.venv}
-workload=${W2SD_GPU_WORKLOAD:-sd15-256}
+workload=${W2SD_GPU_WORKLOAD:-gpu-sd15-512}
 failed=()
 
 section() { printf '\n## %s\n\n```\n' "$1" >>"$report"; }

@@ -629,12 +629,19 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="latency benchmark with side-by-side baselines (../shared/PERF-PROTOCOL.md)",
         description="Benchmark an engine dir, or a named workload built locally and cached "
-        "(tiny, sd15-256), against the diffusers reference, a plain Python ONNX "
-        "Runtime loop and plain DDIM with T + 2λ UNet calls. Each configuration runs "
-        "in its own process; times are medians after warm-up.",
+        "(tiny, sd15-256, gpu-sd15-512, sdxl-arch), against the diffusers reference, a "
+        "plain Python ONNX Runtime loop and plain DDIM with T + 2λ UNet calls. Each "
+        "configuration runs in its own process; times are medians after warm-up. With "
+        "--backend cuda or tensorrt the diffusers baselines run on the GPU and peak GPU "
+        "memory is reported.",
     )
     p.add_argument("engine_dir", nargs="?", default=None, help="engine dir (or use --workload)")
-    p.add_argument("--workload", default=None, help="named workload: tiny or sd15-256")
+    p.add_argument(
+        "--workload",
+        default=None,
+        help="named workload: tiny, sd15-256 (CPU), gpu-sd15-512 (the protocol's GPU "
+        "workload: 512², T=25, λ=12) or sdxl-arch (about 14 GB per copy)",
+    )
     p.add_argument("--steps", type=int, default=None, help="T (default: the workload's/engine's)")
     p.add_argument("--reflection-steps", type=int, default=None, help="λ (default: likewise)")
     p.add_argument(
@@ -647,9 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--baselines",
         default=None,
-        help="comma-separated: diffusers (fp32), diffusers-bf16 (torch.autocast bf16), "
-        "ort-python, ddim (default: all, except diffusers-bf16 on a CPU without "
-        "amx_bf16/avx512_bf16, where torch emulates bf16; '' for none)",
+        help="comma-separated: diffusers (fp32), diffusers-bf16 (torch.autocast bf16 on "
+        "CPU; fp16 on a GPU backend), ort-python, ddim (default: all, except "
+        "diffusers-bf16 on a CPU without amx_bf16/avx512_bf16, where torch emulates bf16; "
+        "'' for none)",
     )
     p.add_argument(
         "--concurrency",

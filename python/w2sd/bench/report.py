@@ -21,7 +21,8 @@ def table(result: dict[str, Any]) -> str:
         f"workload {r['workload']} | backend {r['backend']} ({r.get('precision', 'fp32')}) | "
         f"T={r['num_inference_steps']} λ={r['reflection_steps']} | {r['unet_calls']} UNet calls | "
         f"{r['repeat']} interleaved rounds, {r['warmup']} warm-up each",
-        f"cpu: {r['machine'].get('cpu', '?')} | isa: {' '.join(r['machine'].get('isa_flags', []))}",
+        f"cpu: {r['machine'].get('cpu', '?')} | isa: {' '.join(r['machine'].get('isa_flags', []))}"
+        + (f" | gpu: {r['machine']['gpu']['name']}" if r["machine"].get("gpu") else ""),
         "",
         f"{'system':<14} {'e2e median':>10} {'min':>8} {'max':>8} {'text':>8} {'loop':>8} "
         f"{'vae':>8} {'peak RSS':>9} {'speedup':>8}",

@@ -90,6 +90,23 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def gpu_info(device: int = 0) -> dict[str, Any] | None:
+    """The GPU's name, memory and driver version (NVML), or None where NVML is absent."""
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device)
+        name = pynvml.nvmlDeviceGetName(handle)
+        return {
+            "name": name.decode() if isinstance(name, bytes) else name,
+            "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+            "driver": str(pynvml.nvmlSystemGetDriverVersion()),
+        }
+    except Exception:  # no NVML, driver or device
+        return None
+
+
 def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "w2sd.bench.worker", json.dumps(cfg)], capture_output=True, text=True
@@ -272,6 +289,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             res["speedup"] = res["e2e_s"]["median"] / median
             result["baselines"][key] = res
 
+    if opts.backend in ("cuda", "tensorrt"):
+        # The roofline below is the CPU's matmul peak: no statement about a GPU.
+        result["machine"]["gpu"] = gpu_info()
+        return result
     log(f"bench {name}: roofline")
     unet_gflop, loop_gflop = _loop_gflop(m, engine, latent, steps, reflection, guidance)
     bf16 = result["precision"] == "bf16"
