@@ -29,8 +29,8 @@ size_t element_bytes(DType dtype) { return dtype == DType::kFloat16 ? 2 : 4; }
 
 DeviceBuffer upload(const std::vector<float>& values) {
   DeviceBuffer buffer(values.size() * sizeof(float));
-  check_cuda(static_cast<int>(cudaMemcpy(buffer.get(), values.data(),
-                                         values.size() * sizeof(float), cudaMemcpyHostToDevice)),
+  check_cuda(static_cast<int>(cudaMemcpy(buffer.get(), values.data(), values.size() * sizeof(float),
+                                         cudaMemcpyHostToDevice)),
              "cudaMemcpy (upload)");
   return buffer;
 }
@@ -49,8 +49,8 @@ std::vector<float> guided_ddim_update_on_device(int device, const std::vector<fl
                                                 DType unet_dtype, bool guided, float guidance,
                                                 const std::vector<float>& x, const DdimCoeffs& c,
                                                 PredictionType prediction) {
-  W2SD_CHECK_ARG(unet_out.size() == (guided ? 2 : 1) * x.size(),
-                 "unet_out must hold ", guided ? "2 x" : "1 x", " the latent's elements");
+  W2SD_CHECK_ARG(unet_out.size() == (guided ? 2 : 1) * x.size(), "unet_out must hold ",
+                 guided ? "2 x" : "1 x", " the latent's elements");
   DeviceScope scope(device);
   const auto n = static_cast<int64_t>(x.size());
   DeviceBuffer e32 = upload(unet_out);
