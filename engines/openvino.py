@@ -3,8 +3,9 @@ OpenVINO execution provider on the CPU.
 
 OpenVINO takes the exported ONNX models as they are (ONNX Runtime's own graph
 optimisations are off: its fused contrib ops are not OpenVINO ops), compiles them for
-this CPU and caches the compiled models in ``openvino/cache`` so that later loads skip
-compilation. bf16 comes through OpenVINO's ``load_config``
+this CPU and, where OpenVINO can read its cache back (``openvino_cache_support``: the
+onnxruntime-openvino 1.24.1 wheel cannot), caches the compiled models in ``openvino/cache``
+so that later loads skip compilation. bf16 comes through OpenVINO's ``load_config``
 (``{"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}``); it is the default where the CPU has
 bf16 instructions (``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo), fp32 otherwise.
 The cache is rewritten by OpenVINO when it sees a new CPU or shape, so it is kept out of
@@ -24,6 +25,7 @@ from typing import Any
 from w2sd.cpuinfo import bf16_support, cpu_flags
 from w2sd.errors import BackendError, InvalidArgumentError
 from w2sd.manifest import Manifest
+from w2sd.ort_library import find_ort_library, openvino_cache_support
 
 from .cpu import model_sources
 
@@ -67,7 +69,8 @@ def build_openvino(
     log: Callable[[str], None] | None = None,
     precision: str | None = None,
 ) -> dict[str, Any]:
-    """Record the build, then load it once so that OpenVINO fills the compiled-model cache."""
+    """Record the build, then load it once: OpenVINO compiles every model (and fills the
+    compiled-model cache where it can read it back)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     chosen, why = choose_precision(precision, cpu_flags())
     log(f"openvino: precision {chosen} ({why})")
@@ -92,7 +95,12 @@ def build_openvino(
         "mutable": [CACHE],
     }
     manifest.record_build(BACKEND, entry)
-    log("openvino: compiling every model once to fill the cache")
+    cached, why_not = openvino_cache_support(find_ort_library())
+    log(
+        "openvino: compiling every model once to fill the cache"
+        if cached
+        else f"openvino: compiling every model once to check it (no cache: {why_not})"
+    )
     try:
         _fill_cache(root)
     except BaseException:

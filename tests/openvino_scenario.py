@@ -15,6 +15,7 @@ import numpy as np
 from w2sd import W2SDRuntime
 from w2sd.engines.build import build_engine
 from w2sd.latents import initial_latents
+from w2sd.ort_library import find_ort_library, openvino_cache_support
 
 KW = dict(num_inference_steps=10, reflection_steps=5, strong_guidance=7.5, weak_guidance=5.0)
 
@@ -42,7 +43,8 @@ def main() -> int:
     result["lanes_equal_sequential"] = np.array(
         np.array_equal(np.stack(rt.sample_many(reqs, lanes=2)), sequential)
     )
-    # The cache is OpenVINO's to rewrite: not checksummed, so a stale one is harmless.
+    # The cache is OpenVINO's to rewrite: not checksummed, so a stale one is harmless. Where
+    # OpenVINO cannot read it back (this wheel), there is none to go stale.
     cache = rt.manifest.path("openvino/cache")
     blobs = sorted(cache.iterdir())
     for blob in blobs:
@@ -52,6 +54,8 @@ def main() -> int:
     )
     result["stale_cache_latents"] = again
     result["cache_blobs"] = np.array(len(blobs))
+    result["cache_blobs_after_reload"] = np.array(len(list(cache.iterdir())))
+    result["cache_supported"] = np.array(openvino_cache_support(find_ort_library())[0])
     np.savez(out, **result)
     build = json.loads((rt.manifest.root / "manifest.json").read_text())["backends"]["openvino"]
     print(

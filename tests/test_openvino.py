@@ -23,7 +23,7 @@ from w2sd import InvalidArgumentError
 from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
 from w2sd.engines.openvino import choose_precision
 from w2sd.latents import initial_latents
-from w2sd.ort_library import openvino_library
+from w2sd.ort_library import openvino_cache_support, openvino_library
 
 SCENARIO = Path(__file__).with_name("openvino_scenario.py")
 MIN_PSNR_DB = 30.0  # spec: reduced precision on CPU
@@ -80,7 +80,10 @@ def test_build_facts_cache_and_lanes(fp32_run):  # type: ignore[no-untyped-def]
         "CPU": {"INFERENCE_PRECISION_HINT": "f32"}
     }
     assert build["files"]["unet0"] == "unet0/model.onnx"  # the exported graph, not ORT's fusions
-    assert int(got["cache_blobs"]) > 0  # compiled at build time
+    if bool(got["cache_supported"]):
+        assert int(got["cache_blobs"]) > 0  # compiled at build time
+    else:  # no cache OpenVINO would only rewrite on every load
+        assert int(got["cache_blobs"]) == int(got["cache_blobs_after_reload"]) == 0
     np.testing.assert_array_equal(got["stale_cache_latents"], got["latents_official"])
     assert bool(got["lanes_equal_sequential"])
 
@@ -97,6 +100,21 @@ def test_bf16_image_psnr(engine_dir, reference, tmp_path):  # type: ignore[no-un
     psnr = _psnr(got["images_official"], ref.images)
     _record("bf16_image_psnr_db", psnr)
     assert psnr >= MIN_PSNR_DB
+
+
+def test_cache_only_where_openvino_can_read_it_back(tmp_path):  # type: ignore[no-untyped-def]
+    """OpenVINO's CPU plugin caches compiled models as OpenVINO IR: without the IR frontend
+    beside the library (the onnxruntime-openvino 1.24.1 wheel) every cached load failed,
+    compiled again and rewrote the cache."""
+    capi = tmp_path / "capi"
+    capi.mkdir()
+    library = capi / "libonnxruntime.so.1.24.1"
+    for name in (library.name, "libopenvino.so.2541", "libopenvino_onnx_frontend.so.2541"):
+        (capi / name).touch()
+    supported, why = openvino_cache_support(library)
+    assert not supported and "libopenvino_ir_frontend" in why
+    (capi / "libopenvino_ir_frontend.so.2541").touch()
+    assert openvino_cache_support(library) == (True, "")
 
 
 def test_precision_follows_the_cpu():  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@
 #include "w2sd/gpu_options.h"
 #include "w2sd/lane_scheduler.h"
 #include "w2sd/ort_library.h"
+#include "w2sd/page_trimmer.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
 #ifdef W2SD_WITH_CUDA
@@ -399,6 +400,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("grown_capacity", &grown_capacity, py::arg("capacity"), py::arg("needed"));
   m.def("doubled_batch", &doubled_batch, py::arg("guided"),
         "Per role: whether the device loop runs its UNet calls on the doubled batch.");
+  m.def("trim_mapped_files", &trim_mapped_files, py::arg("dirs"),
+        "Drop the resident pages of read-only file mappings under these folders (the "
+        "OpenVINO backend's weights); returns the bytes advised.");
   m.attr("DEVICE_ALIGNMENT") = kDeviceAlignment;
   m.attr("SLOT_FLOATS") = kSlotFloats;
 

@@ -1,11 +1,16 @@
 #include "w2sd/ort_backend.h"
 
 #include <array>
+#include <chrono>
 #include <filesystem>
+#include <mutex>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "ort_session.h"
 #include "w2sd/ort_library.h"
+#include "w2sd/page_trimmer.h"
 #include "w2sd/status.h"
 
 namespace w2sd {
@@ -17,7 +22,61 @@ struct OrtBackend::Impl {
   std::vector<std::unique_ptr<NamedSession>> unets;
   std::vector<std::unique_ptr<NamedSession>> text_encoders;
   std::unique_ptr<NamedSession> vae_decoder;
+  // OpenVINO only: the folders whose mapped weights are trimmed (see page_trimmer.h) while
+  // sessions are made and during each model's first run of a shape, when its CPU plugin
+  // reads them; shapes already run, per session.
+  std::vector<std::string> trim_dirs;
+  std::mutex seen_mutex;
+  std::set<std::tuple<const void*, int64_t, int64_t, int64_t>> seen;
+
+  // `run()`, trimming the mapped weights while it runs if this is the first run of
+  // (session, batch, height, width).
+  template <class Run>
+  void first_run_trimmed(const void* session, int64_t batch, int64_t height, int64_t width,
+                         Run&& run) {
+    const auto key = std::make_tuple(session, batch, height, width);
+    bool first = false;
+    if (!trim_dirs.empty()) {
+      std::lock_guard<std::mutex> lock(seen_mutex);
+      first = seen.count(key) == 0;
+    }
+    if (!first) {
+      run();
+      return;
+    }
+    {
+      MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
+      run();
+    }
+    std::lock_guard<std::mutex> lock(seen_mutex);
+    seen.insert(key);
+  }
+
+  static constexpr std::chrono::milliseconds kTrimInterval{20};
 };
+
+namespace {
+
+// The folders of the models and of OpenVINO's cache: what OpenVINO memory-maps.
+std::vector<std::string> openvino_trim_dirs(const OrtBackendConfig& config) {
+  std::vector<std::string> paths = config.unet_paths;
+  paths.insert(paths.end(), config.text_encoder_paths.begin(), config.text_encoder_paths.end());
+  paths.push_back(config.vae_decoder_path);
+  std::set<std::string> dirs;
+  for (const auto& p : paths) {
+    if (p.empty()) continue;
+    const auto absolute = std::filesystem::absolute(p).lexically_normal();
+    dirs.insert(absolute.parent_path().string());
+  }
+  for (const auto& [key, value] : config.provider_options) {
+    if (key == "cache_dir" && !value.empty()) {
+      dirs.insert(std::filesystem::absolute(value).lexically_normal().string());
+    }
+  }
+  return {dirs.begin(), dirs.end()};
+}
+
+}  // namespace
 
 Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
   load_ort_library(config.library_path);
@@ -50,6 +109,8 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
   impl_ = std::make_unique<Impl>();
   const Ort::SessionOptions options = host_session_options(config);
+  if (config.execution_provider == "openvino") impl_->trim_dirs = openvino_trim_dirs(config);
+  MappedFileTrimmer trimmer(impl_->trim_dirs, Impl::kTrimInterval);
   const size_t n_unet_inputs = config.unet_names.inputs.size();
   W2SD_CHECK_ARG(n_unet_inputs == 2 || n_unet_inputs == 3 || n_unet_inputs == 5,
                  "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ",
@@ -81,13 +142,15 @@ void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   NamedSession& s = *impl_->unets[static_cast<size_t>(unet)];
   const float timestep = in.timestep;
   const float lora_scale = in.lora_scale;
-  ort_call("UNet", [&] {
-    // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
-    UnetTensors t;
-    make_unet_tensors(impl_->cpu, s, in, &timestep, &lora_scale, out, &t);
-    s.session->Run(impl_->run_options, s.inputs.data(), t.inputs.data(), t.inputs.size(),
-                   s.outputs.data(), &t.output, 1);
-    return 0;
+  impl_->first_run_trimmed(&s, in.batch, in.height, in.width, [&] {
+    ort_call("UNet", [&] {
+      // Tensors wrap the caller's buffers: no copies, no allocation in the loop.
+      UnetTensors t;
+      make_unet_tensors(impl_->cpu, s, in, &timestep, &lora_scale, out, &t);
+      s.session->Run(impl_->run_options, s.inputs.data(), t.inputs.data(), t.inputs.size(),
+                     s.outputs.data(), &t.output, 1);
+      return 0;
+    });
   });
 }
 
@@ -95,13 +158,20 @@ std::vector<HostTensor> OrtBackend::encode_text(int encoder, const int64_t* inpu
                                                 int64_t batch, int64_t length) {
   W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
                  " out of range");
-  return encode_text_on_host(*impl_->text_encoders[static_cast<size_t>(encoder)], input_ids, batch,
-                             length);
+  NamedSession& s = *impl_->text_encoders[static_cast<size_t>(encoder)];
+  std::vector<HostTensor> out;
+  impl_->first_run_trimmed(&s, batch, length, 0,
+                           [&] { out = encode_text_on_host(s, input_ids, batch, length); });
+  return out;
 }
 
 HostTensor OrtBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                       int64_t height, int64_t width) {
-  return decode_on_host(impl_->vae_decoder.get(), latents, batch, channels, height, width);
+  HostTensor out;
+  impl_->first_run_trimmed(impl_->vae_decoder.get(), batch, height, width, [&] {
+    out = decode_on_host(impl_->vae_decoder.get(), latents, batch, channels, height, width);
+  });
+  return out;
 }
 
 }  // namespace w2sd

@@ -62,3 +62,22 @@ def package_ort_library() -> Path:
         f"no libonnxruntime shared library in the onnxruntime package at "
         f"{list(spec.submodule_search_locations)}; set {ENV_VAR} to its path"
     )
+
+
+def openvino_cache_support(library: Path) -> tuple[bool, str]:
+    """(whether OpenVINO can read back the compiled models it caches, why not).
+
+    OpenVINO's CPU plugin exports a compiled model as OpenVINO IR, and reading it back
+    needs the IR frontend library beside the plugin. The onnxruntime-openvino 1.24.1 wheel
+    ships only the ONNX frontend: every cached load then fails, compiles again and rewrites
+    the whole cache file, slower than no cache at all."""
+    capi = library.parent
+    if (
+        any(capi.glob("libopenvino_ir_frontend.so*"))
+        or (capi / "openvino_ir_frontend.dll").exists()
+    ):
+        return True, ""
+    return False, (
+        f"{capi} has no libopenvino_ir_frontend: OpenVINO could not read back what it "
+        "caches (each load would compile again and rewrite the cache)"
+    )

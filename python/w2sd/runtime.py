@@ -24,7 +24,7 @@ from .errors import EngineDirError, InvalidArgumentError, W2SDError, with_contex
 from .images import to_pil, to_uint8_images
 from .manifest import BackendBuild, Manifest, load_manifest
 from .native import core, ddim_schedule, scheduler_kwargs
-from .ort_library import find_ort_library
+from .ort_library import find_ort_library, openvino_cache_support
 from .request import ResolvedRequest, SampleRequest
 
 __all__ = ["SampleResult", "W2SDRuntime", "available_backends"]
@@ -142,9 +142,10 @@ class W2SDRuntime:
         self.last_many_stats: list[dict[str, Any] | None] = []
 
     def _provider_options(self, built: BackendBuild) -> dict[str, str]:
-        """The build's provider options, with cache paths inside this engine dir."""
+        """The build's provider options, with cache paths inside this engine dir (OpenVINO's
+        only where it can read its cache back)."""
         opts = dict((built.model_extra or {}).get("provider_options") or {})
-        if self.backend == "openvino":
+        if self.backend == "openvino" and openvino_cache_support(find_ort_library())[0]:
             opts["cache_dir"] = str(self.manifest.path("openvino/cache"))
         return opts
 
