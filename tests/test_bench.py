@@ -22,6 +22,8 @@ REQUIRED = {
     "unet_call_s",
     "loop_overhead_s",
     "peak_rss_bytes",
+    "load_s",
+    "checksum_s",
     "machine",
     "baselines",
     "roofline",
@@ -80,6 +82,8 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     assert r["roofline"]["bf16_peak_gflops"] is None  # measured only when bf16 is in use
     assert r["roofline"]["unet_gflop"] > 0 and r["roofline"]["peak_gflops"] > 0
     assert r["throughput"]["concurrency"] == 2
+    assert 0 < r["checksum_s"] < r["load_s"]  # the load includes the checks it ran
+    assert "engine load " in proc.stdout
     assert png.stat().st_size > 0 and "w2sd runtime" in proc.stdout
 
 

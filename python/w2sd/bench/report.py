@@ -52,6 +52,11 @@ def table(result: dict[str, Any]) -> str:
         f"of the loop) | weights {r['weights_bytes'] / 2**30:.2f} GB, peak RSS "
         f"{r['peak_rss_bytes'] / r['weights_bytes']:.2f}x weights"
     )
+    if "load_s" in r:
+        lines.append(
+            f"engine load {r['load_s']:.2f} s, of which SHA-256 checks {r['checksum_s']:.2f} s "
+            "(verify_checksums=False skips them)"
+        )
     rf = r.get("roofline")
     if rf:
         lines.append(

@@ -328,7 +328,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     device = [r["peak_device_bytes"] for r in runs if r.get("peak_device_bytes") is not None]
     if device:
         out["peak_device_bytes"] = max(device)
-    for key in ("unet_call_s", "loop_overhead_s"):
+    for key in ("unet_call_s", "loop_overhead_s", "load_s", "checksum_s"):
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)
     return out
