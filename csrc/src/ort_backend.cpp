@@ -57,20 +57,25 @@ struct OrtBackend::Impl {
 
 namespace {
 
-// The folders of the models and of OpenVINO's cache: what OpenVINO memory-maps.
+// The folders of the models and of OpenVINO's cache: what OpenVINO memory-maps. Symlinks
+// resolved, as /proc/self/maps names the files.
 std::vector<std::string> openvino_trim_dirs(const OrtBackendConfig& config) {
+  auto resolved = [](const std::string& p) {
+    std::error_code error;
+    const auto r = std::filesystem::weakly_canonical(p, error);
+    return error ? std::filesystem::absolute(p).lexically_normal() : r;
+  };
   std::vector<std::string> paths = config.unet_paths;
   paths.insert(paths.end(), config.text_encoder_paths.begin(), config.text_encoder_paths.end());
   paths.push_back(config.vae_decoder_path);
   std::set<std::string> dirs;
   for (const auto& p : paths) {
     if (p.empty()) continue;
-    const auto absolute = std::filesystem::absolute(p).lexically_normal();
-    dirs.insert(absolute.parent_path().string());
+    dirs.insert(resolved(p).parent_path().string());
   }
   for (const auto& [key, value] : config.provider_options) {
     if (key == "cache_dir" && !value.empty()) {
-      dirs.insert(std::filesystem::absolute(value).lexically_normal().string());
+      dirs.insert(resolved(value).string());
     }
   }
   return {dirs.begin(), dirs.end()};
