@@ -33,11 +33,11 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"{name:<14} {e['median']:>9.3f}s {e['min']:>7.3f}s {e['max']:>7.3f}s "
             f"{st['text_encode']:>7.3f}s {st['loop']:>7.3f}s {st['vae_decode']:>7.3f}s "
-            f"{row['peak_rss_bytes'] / 2**30:>7.2f}GB {speed:>8}"
+            f"{row['peak_rss_bytes'] / 2**30:>6.2f}GiB {speed:>8}"
         )
     device = [(n, row["peak_device_bytes"]) for n, row in _rows(r) if "peak_device_bytes" in row]
     if device:
-        lines.append("peak GPU memory: " + ", ".join(f"{n} {b / 2**30:.2f}GB" for n, b in device))
+        lines.append("peak GPU memory: " + ", ".join(f"{n} {b / 2**30:.2f} GiB" for n, b in device))
     if r["backend"] in ("cuda", "tensorrt") and "diffusers-bf16" in r.get("baselines", {}):
         lines.append("diffusers-bf16 on a GPU backend: diffusers on the GPU in fp16")
     for name, why in r.get("baselines_absent", {}).items():
@@ -49,7 +49,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append(
         f"UNet call {r['unet_call_s'] * 1e3:.1f} ms mean | loop overhead "
         f"{r['loop_overhead_s'] * 1e3:.2f} ms ({overhead_pct:.3f}% "
-        f"of the loop) | weights {r['weights_bytes'] / 2**30:.2f} GB, peak RSS "
+        f"of the loop) | weights {r['weights_bytes'] / 2**30:.2f} GiB, peak RSS "
         f"{r['peak_rss_bytes'] / r['weights_bytes']:.2f}x weights"
     )
     if "load_s" in r:
