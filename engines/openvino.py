@@ -64,6 +64,34 @@ def provider_options(precision: str) -> dict[str, str]:
     return options
 
 
+# Static-shape UNet sessions per UNet (OrtBackendConfig::unet_shape_sessions): the guided
+# (2B) and the unguided (B) batch of one request size.
+UNET_SHAPE_SESSIONS = 2
+
+
+def default_unet_shapes(manifest: Manifest) -> list[dict[str, int]]:
+    """The UNet input shapes the engine's default request runs (one prompt, the default
+    size and guidance), compiled while loading: a role whose guidance is 1 runs the
+    conditional pass alone (batch 1), the others both passes (batch 2). None for a denoiser
+    engine (sized by its latents): its UNets load with dynamic shapes."""
+    spec = manifest.spec
+    if spec.image is None or spec.text is None or spec.latent_channels is None:
+        return []
+    f = spec.vae_scale_factor
+    common = {
+        "channels": spec.latent_channels,
+        "height": spec.image.default_height // f,
+        "width": spec.image.default_width // f,
+        "text_len": spec.text.text_len,
+        "text_dim": spec.text.text_dim,
+    }
+    added = spec.unet_added_conditions
+    if added is not None:
+        common.update(pooled_dim=added.pooled_dim, time_ids_dim=added.time_ids_dim)
+    runs = sorted({(r.unet, 1 if r.guidance == 1.0 else 2) for r in spec.roles.values()})
+    return [{"unet": unet, "batch": batch, **common} for unet, batch in runs]
+
+
 def build_openvino(
     manifest: Manifest,
     log: Callable[[str], None] | None = None,
@@ -92,6 +120,8 @@ def build_openvino(
         "precision_reason": why,
         "provider_options": provider_options(chosen),
         "graph_optimization_level": GRAPH_OPTIMIZATION_DISABLED,
+        "unet_shape_sessions": UNET_SHAPE_SESSIONS,
+        "warm_unet_shapes": default_unet_shapes(manifest),
         "mutable": [CACHE],
     }
     manifest.record_build(BACKEND, entry)

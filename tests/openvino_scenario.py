@@ -29,6 +29,7 @@ def main() -> int:
         precision=None if precision == "default" else precision,
     )
     rt = W2SDRuntime(engine, backend="openvino")
+    sessions = {"at_load": rt.unet_sessions(0)}
     x = initial_latents(4, (1, 4, 8, 8))
     result = {}
     for inversion in ("official", "exact"):
@@ -38,6 +39,24 @@ def main() -> int:
         result[f"images_{inversion}"] = rt.sample(
             "a red bicycle", latents=x, output_type="np", inversion=inversion, **KW
         )
+    sessions["after_default_size"] = rt.unet_sessions(0)
+    # Another size and two prompts: shapes beyond the compiled ones, on the dynamic session.
+    result["latents_48px"] = rt.sample(
+        "a red bicycle", latents=initial_latents(5, (1, 4, 6, 6)), output_type="latent", **KW
+    )
+    result["latents_two_prompts"] = rt.sample(
+        ["a red bicycle", "a cat"],
+        latents=initial_latents(6, (2, 4, 8, 8)),
+        output_type="latent",
+        **KW,
+    )
+    sessions["after_other_shapes"] = rt.unet_sessions(0)
+    dynamic_only = W2SDRuntime(engine, backend="openvino", unet_shape_sessions=0)
+    sessions["dynamic_only"] = dynamic_only.unet_sessions(0)
+    result["latents_dynamic_only"] = dynamic_only.sample(
+        "a red bicycle", latents=x, output_type="latent", **KW
+    )
+    del dynamic_only
     reqs = [dict(prompt="a cat", seed=s, output_type="latent") for s in range(3)]
     sequential = np.stack([rt.sample(**r) for r in reqs])
     result["lanes_equal_sequential"] = np.array(
@@ -58,11 +77,8 @@ def main() -> int:
     result["cache_supported"] = np.array(openvino_cache_support(find_ort_library())[0])
     np.savez(out, **result)
     build = json.loads((rt.manifest.root / "manifest.json").read_text())["backends"]["openvino"]
-    print(
-        json.dumps(
-            {k: build[k] for k in ("precision", "precision_reason", "provider_options", "files")}
-        )
-    )
+    facts = ("precision", "precision_reason", "provider_options", "files", "warm_unet_shapes")
+    print(json.dumps({**{k: build[k] for k in facts}, "sessions": sessions}))
     return 0
 
 

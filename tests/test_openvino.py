@@ -73,6 +73,33 @@ def test_fp32_parity_with_reference(fp32_run, reference, inversion):  # type: ig
 
 
 @needs_library
+def test_other_shapes_run_on_the_dynamic_session(fp32_run, reference):  # type: ignore[no-untyped-def]
+    """The UNet is compiled for the default request's shapes while loading (static shapes);
+    a new shape gets a static session of its own while there is room (2 per UNet), then
+    every other shape runs on one dynamic-shape session, as faithfully."""
+    got, build = fp32_run
+    sessions = build["sessions"]
+    static = "sample[2,4,8,8],timestep[1],encoder_hidden_states[2,77,32]"
+    static_48px = "sample[2,4,6,6],timestep[1],encoder_hidden_states[2,77,32]"
+    # Both roles guided (7.5, 7.5 by default): one shape, batch 2, 64 px.
+    assert [(s["unet"], s["batch"], s["height"]) for s in build["warm_unet_shapes"]] == [
+        (0, 2, 8),
+        (1, 2, 8),
+    ]
+    assert sessions["at_load"] == sessions["after_default_size"] == [static]
+    # 48 px took the second static place; two prompts (batch 4) found none left.
+    assert sessions["after_other_shapes"] == [static_48px, static, "dynamic"]
+    assert sessions["dynamic_only"] == ["dynamic"]
+    for key, latents, prompt in (
+        ("latents_48px", initial_latents(5, (1, 4, 6, 6)), "a red bicycle"),
+        ("latents_two_prompts", initial_latents(6, (2, 4, 8, 8)), ["a red bicycle", "a cat"]),
+        ("latents_dynamic_only", initial_latents(4, (1, 4, 8, 8)), "a red bicycle"),
+    ):
+        ref = reference.sample(prompt, latents=latents, output_type="latent", **KW)
+        assert_latents_close(got[key], ref.latents)
+
+
+@needs_library
 def test_build_facts_cache_and_lanes(fp32_run):  # type: ignore[no-untyped-def]
     got, build = fp32_run
     assert build["precision"] == "fp32" and build["precision_reason"] == "asked for"
@@ -115,6 +142,43 @@ def test_cache_only_where_openvino_can_read_it_back(tmp_path):  # type: ignore[n
     assert not supported and "libopenvino_ir_frontend" in why
     (capi / "libopenvino_ir_frontend.so.2541").touch()
     assert openvino_cache_support(library) == (True, "")
+
+
+def test_default_unet_shapes_follow_the_roles(engine_dir):  # type: ignore[no-untyped-def]
+    """Compiled while loading: each UNet at the default size, batch 2 for a guided role and
+    batch 1 for one whose guidance is 1 (its conditional pass alone)."""
+    from w2sd.engines.openvino import default_unet_shapes
+    from w2sd.manifest import load_manifest
+    from w2sd.native import core
+
+    m = load_manifest(engine_dir)
+    text = {"text_len": 77, "text_dim": 32}
+    at_64px = {"channels": 4, "height": 8, "width": 8, **text}
+    assert default_unet_shapes(m) == [
+        {"unet": 0, "batch": 2, **at_64px},
+        {"unet": 1, "batch": 2, **at_64px},
+    ]
+    # A condition gap: one UNet, the weak role unguided.
+    for role in m.spec.roles.values():
+        role.unet = 0
+    m.spec.roles["weak"].guidance = 1.0
+    m.spec.image.default_height = 96
+    shapes = default_unet_shapes(m)
+    assert [(s["unet"], s["batch"], s["height"], s["width"]) for s in shapes] == [
+        (0, 1, 12, 8),
+        (0, 2, 12, 8),
+    ]
+    names = ["sample", "timestep", "encoder_hidden_states"]
+    assert core().reshape_input_option(
+        names, {k: v for k, v in shapes[0].items() if k != "unet"}
+    ) == ("sample[1,4,12,8],timestep[1],encoder_hidden_states[1,77,32]")
+    sdxl = {"batch": 2, "channels": 4, "height": 8, "width": 8, **text, "pooled_dim": 64}
+    sdxl["time_ids_dim"] = 6
+    assert core().reshape_input_option([*names, "text_embeds", "time_ids"], sdxl) == (
+        "sample[2,4,8,8],timestep[1],encoder_hidden_states[2,77,32],text_embeds[2,64],time_ids[2,6]"
+    )
+    with pytest.raises(InvalidArgumentError, match="does not match the UNet's 3 inputs"):
+        core().reshape_input_option(names, {"batch": 1, "channels": 4, "height": 8, "width": 8})
 
 
 def test_precision_follows_the_cpu():  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <map>
 
 #include "w2sd/backend_factory.h"
@@ -18,6 +19,7 @@
 #include "w2sd/page_trimmer.h"
 #include "w2sd/reflection.h"
 #include "w2sd/status.h"
+#include "w2sd/unet_shape.h"
 #ifdef W2SD_WITH_CUDA
 #include "w2sd/cuda/kernels.h"
 #endif
@@ -101,7 +103,8 @@ std::unique_ptr<Engine> make_ort_engine(
     const std::string& prediction_type, int intra_op_threads, int graph_optimization_level,
     const std::string& provider, int device_id, int lanes,
     const std::map<std::string, std::string>& provider_options, bool memory_arena,
-    const std::map<std::string, std::map<std::string, std::string>>& model_provider_options) {
+    const std::map<std::string, std::map<std::string, std::string>>& model_provider_options,
+    int unet_shape_sessions, const std::vector<std::pair<int, UnetShape>>& warm_unet_shapes) {
   EngineConfig config;
   config.provider = provider;
   config.scheduler = make_scheduler_config(num_train_timesteps, alphas_cumprod, set_alpha_to_one,
@@ -117,6 +120,8 @@ std::unique_ptr<Engine> make_ort_engine(
   config.models.intra_op_threads = intra_op_threads;
   config.models.graph_optimization_level = graph_optimization_level;
   config.models.cpu_memory_arena = memory_arena;
+  config.models.unet_shape_sessions = unet_shape_sessions;
+  config.models.warm_unet_shapes = warm_unet_shapes;
   config.device_id = device_id;
   config.lanes = lanes;
   config.provider_options.assign(provider_options.begin(), provider_options.end());
@@ -126,6 +131,44 @@ std::unique_ptr<Engine> make_ort_engine(
   py::gil_scoped_release release;  // session creation loads weights
   return make_engine(config);
 }
+
+}  // namespace
+
+namespace pybind11::detail {
+// UnetShape <- {"batch", "channels", "height", "width", "text_len", "text_dim",
+// "pooled_dim", "time_ids_dim"} (the last four may be left out: 0).
+template <>
+struct type_caster<UnetShape> {
+  PYBIND11_TYPE_CASTER(UnetShape, const_name("Mapping[str, int]"));
+  static constexpr const char* kNames[] = {"batch",    "channels", "height",     "width",
+                                           "text_len", "text_dim", "pooled_dim", "time_ids_dim"};
+  static std::array<int64_t*, 8> fields(UnetShape& s) {
+    return {&s.batch,    &s.channels, &s.height,     &s.width,
+            &s.text_len, &s.text_dim, &s.pooled_dim, &s.time_ids_dim};
+  }
+  bool load(handle src, bool) {
+    if (!isinstance<dict>(src)) return false;
+    const auto d = reinterpret_borrow<dict>(src);
+    const auto f = fields(value);
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (d.contains(kNames[i])) {
+        *f[i] = d[kNames[i]].cast<int64_t>();
+      } else if (i < 4) {
+        throw value_error(std::string("UNet shape: missing '") + kNames[i] + "'");
+      }
+    }
+    return true;
+  }
+  static handle cast(UnetShape s, return_value_policy, handle) {
+    dict d;
+    const auto f = fields(s);
+    for (size_t i = 0; i < f.size(); ++i) d[kNames[i]] = *f[i];
+    return d.release();
+  }
+};
+}  // namespace pybind11::detail
+
+namespace {
 
 InversionMode parse_inversion(const std::string& name) {
   if (name == "official") return InversionMode::kOfficial;
@@ -400,6 +443,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("grown_capacity", &grown_capacity, py::arg("capacity"), py::arg("needed"));
   m.def("doubled_batch", &doubled_batch, py::arg("guided"),
         "Per role: whether the device loop runs its UNet calls on the doubled batch.");
+  m.def("reshape_input_option", &reshape_input_option, py::arg("names"), py::arg("shape"),
+        "The OpenVINO EP's reshape_input value fixing a UNet's inputs `names` to `shape`.");
   m.def("trim_mapped_files", &trim_mapped_files, py::arg("dirs"),
         "Drop the resident pages of read-only file mappings under these folders (the "
         "OpenVINO backend's weights); returns the bytes advised.");
@@ -525,8 +570,16 @@ PYBIND11_MODULE(_core, m) {
            py::arg("memory_arena") = true,
            py::arg("model_provider_options") =
                std::map<std::string, std::map<std::string, std::string>>{},
-           "An ONNX Runtime engine: one session per UNet path, text encoder, VAE decoder.")
+           py::arg("unet_shape_sessions") = 0,
+           py::arg("warm_unet_shapes") = std::vector<std::pair<int, UnetShape>>{},
+           "An ONNX Runtime engine: one session per UNet path (OpenVINO: per UNet input shape, "
+           "up to unet_shape_sessions), text encoder, VAE decoder.")
       .def_property_readonly("num_unets", [](Engine& e) { return e.backend().num_unets(); })
+      .def(
+          "unet_sessions", [](Engine& e, int unet) { return e.backend().unet_sessions(unet); },
+          py::arg("unet"),
+          "What UNet `unet` has sessions for: the reshape_input value of each static-shape "
+          "session, then 'dynamic' for one that takes any shape.")
       .def_property_readonly(
           "lanes_in_use", [](Engine& e) { return e.lanes().in_use(); },
           "Lanes checked out right now (by sample() calls and sample_many jobs).")

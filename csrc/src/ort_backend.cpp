@@ -1,8 +1,10 @@
 #include "w2sd/ort_backend.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <tuple>
@@ -16,10 +18,24 @@
 namespace w2sd {
 using namespace ort_session;
 
+// One UNet's sessions: up to unet_shape_sessions compiled for one static shape each, and a
+// dynamic-shape one for every other shape (made when first needed). Entries are never
+// removed, so a session handed out stays valid while other threads add shapes.
+struct UnetSessions {
+  std::string path;
+  std::mutex mutex;
+  std::map<UnetShape, std::unique_ptr<NamedSession>> by_shape;
+  std::unique_ptr<NamedSession> dynamic;
+};
+
 struct OrtBackend::Impl {
+  explicit Impl(const OrtBackendConfig& c) : config(c), options(host_session_options(c)) {}
+
+  OrtBackendConfig config;
+  Ort::SessionOptions options;  // dynamic shapes
   Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   Ort::RunOptions run_options;
-  std::vector<std::unique_ptr<NamedSession>> unets;
+  std::vector<std::unique_ptr<UnetSessions>> unets;
   std::vector<std::unique_ptr<NamedSession>> text_encoders;
   std::unique_ptr<NamedSession> vae_decoder;
   // OpenVINO only: the folders whose mapped weights are trimmed (see page_trimmer.h) while
@@ -50,6 +66,30 @@ struct OrtBackend::Impl {
     }
     std::lock_guard<std::mutex> lock(seen_mutex);
     seen.insert(key);
+  }
+
+  // The session that runs UNet `unet` at `shape`, made (and compiled) if it has none yet.
+  // Making one holds this UNet's lock: its other calls wait, once per shape.
+  NamedSession& unet_session(size_t unet, const UnetShape& shape) {
+    UnetSessions& u = *unets[unet];
+    std::lock_guard<std::mutex> lock(u.mutex);
+    const auto capacity = static_cast<size_t>(std::max(config.unet_shape_sessions, 0));
+    if (capacity > 0) {
+      const auto found = u.by_shape.find(shape);
+      if (found != u.by_shape.end()) return *found->second;
+      if (u.by_shape.size() < capacity) {
+        MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
+        const Ort::SessionOptions fixed = host_session_options(
+            config, {{"reshape_input", reshape_input_option(config.unet_names.inputs, shape)}});
+        auto session = make_unet_session(u.path, config.unet_names, fixed);
+        return *u.by_shape.emplace(shape, std::move(session)).first->second;
+      }
+    }
+    if (!u.dynamic) {
+      MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
+      u.dynamic = make_unet_session(u.path, config.unet_names, options);
+    }
+    return *u.dynamic;
   }
 
   static constexpr std::chrono::milliseconds kTrimInterval{20};
@@ -83,7 +123,8 @@ std::vector<std::string> openvino_trim_dirs(const OrtBackendConfig& config) {
 
 }  // namespace
 
-Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
+Ort::SessionOptions host_session_options(
+    const OrtBackendConfig& config, const std::vector<std::pair<std::string, std::string>>& extra) {
   load_ort_library(config.library_path);
   shared_env();  // execution providers log through the environment: it must exist first
   Ort::SessionOptions options = ort_call("session options", [&] {
@@ -95,8 +136,9 @@ Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
     return o;
   });
   if (config.execution_provider == "openvino") {
-    const std::unordered_map<std::string, std::string> opts(config.provider_options.begin(),
-                                                            config.provider_options.end());
+    std::unordered_map<std::string, std::string> opts(config.provider_options.begin(),
+                                                      config.provider_options.end());
+    for (const auto& [key, value] : extra) opts[key] = value;
     try {
       options.AppendExecutionProvider_OpenVINO_V2(opts);
     } catch (const Ort::Exception& e) {
@@ -105,6 +147,7 @@ Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
   } else {
     W2SD_CHECK_ARG(config.execution_provider == "cpu", "unknown host execution provider '",
                    config.execution_provider, "'");
+    W2SD_CHECK_ARG(extra.empty(), "provider options are for the OpenVINO execution provider");
   }
   return options;
 }
@@ -112,8 +155,11 @@ Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
 OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   load_ort_library(config.library_path);
   W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
-  impl_ = std::make_unique<Impl>();
-  const Ort::SessionOptions options = host_session_options(config);
+  W2SD_CHECK_ARG(config.unet_shape_sessions == 0 || config.execution_provider == "openvino",
+                 "unet_shape_sessions: static-shape UNet sessions are for the OpenVINO "
+                 "execution provider");
+  impl_ = std::make_unique<Impl>(config);
+  const Ort::SessionOptions& options = impl_->options;
   if (config.execution_provider == "openvino") impl_->trim_dirs = openvino_trim_dirs(config);
   MappedFileTrimmer trimmer(impl_->trim_dirs, Impl::kTrimInterval);
   const size_t n_unet_inputs = config.unet_names.inputs.size();
@@ -121,7 +167,21 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
                  "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ",
                  n_unet_inputs);
   for (const auto& path : config.unet_paths) {
-    impl_->unets.push_back(make_unet_session(path, config.unet_names, options));
+    impl_->unets.push_back(std::make_unique<UnetSessions>());
+    impl_->unets.back()->path = path;
+  }
+  std::vector<bool> warmed(config.unet_paths.size(), false);
+  for (const auto& [unet, shape] : config.warm_unet_shapes) {
+    W2SD_CHECK_ARG(unet >= 0 && static_cast<size_t>(unet) < config.unet_paths.size(),
+                   "warm_unet_shapes: UNet index ", unet, " out of range");
+    impl_->unet_session(static_cast<size_t>(unet), shape);
+    warmed[static_cast<size_t>(unet)] = true;
+  }
+  // Every UNet is loaded (and so checked) here: the unwarmed ones as a dynamic session.
+  for (size_t i = 0; i < warmed.size(); ++i) {
+    if (!warmed[i])
+      impl_->unets[i]->dynamic =
+          make_unet_session(config.unet_paths[i], config.unet_names, options);
   }
   W2SD_CHECK_ARG(config.text_encoder_paths.size() == config.text_encoder_names.size(),
                  "need one name set per text encoder path");
@@ -142,9 +202,21 @@ int OrtBackend::num_unets() const { return static_cast<int>(impl_->unets.size())
 
 int OrtBackend::num_text_encoders() const { return static_cast<int>(impl_->text_encoders.size()); }
 
+std::vector<std::string> OrtBackend::unet_sessions(int unet) const {
+  W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
+  UnetSessions& u = *impl_->unets[static_cast<size_t>(unet)];
+  std::lock_guard<std::mutex> lock(u.mutex);
+  std::vector<std::string> out;
+  for (const auto& entry : u.by_shape) {
+    out.push_back(reshape_input_option(impl_->config.unet_names.inputs, entry.first));
+  }
+  if (u.dynamic) out.emplace_back("dynamic");
+  return out;
+}
+
 void OrtBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
-  NamedSession& s = *impl_->unets[static_cast<size_t>(unet)];
+  NamedSession& s = impl_->unet_session(static_cast<size_t>(unet), unet_shape(in));
   const float timestep = in.timestep;
   const float lora_scale = in.lora_scale;
   impl_->first_run_trimmed(&s, in.batch, in.height, in.width, [&] {

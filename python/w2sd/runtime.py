@@ -70,13 +70,24 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative int, got {value!r}", param=name)
+    return value
+
+
 class W2SDRuntime:
     """A loaded engine dir. ``sample`` is thread-safe; sessions are shared across calls.
 
     ``memory_arena=False`` turns off ONNX Runtime's CPU memory arena (host backends): each
     activation is then allocated and freed as it is needed, so the peak is what the largest
     call needs rather than the arena's power-of-two growth; for big images on a tight
-    machine (SDXL at 1024 px in 24 GiB)."""
+    machine (SDXL at 1024 px in 24 GiB).
+
+    ``unet_shape_sessions`` (OpenVINO): how many input shapes each UNet is compiled for, as
+    static shapes (faster; each holds its own copy of the weights), beyond which one
+    dynamic-shape session serves the rest; None: the build's choice (2: a request size's
+    guided and unguided batch, compiled while loading), 0: dynamic shapes only."""
 
     def __init__(
         self,
@@ -88,6 +99,7 @@ class W2SDRuntime:
         lanes: int = 1,
         device_id: int = 0,
         memory_arena: bool = True,
+        unet_shape_sessions: int | None = None,
     ) -> None:
         require_backend(backend)
         if threads is not None and (not isinstance(threads, int) or threads < 0):
@@ -114,6 +126,18 @@ class W2SDRuntime:
         tokenizers = sorted({e.tokenizer for e in encoders})
         self.manifest.verify(sorted(built.artifacts) + tokenizers, full=verify_checksums)
         facts = built.model_extra or {}
+        shape_sessions = facts.get("unet_shape_sessions", 0)
+        if unet_shape_sessions is not None:
+            if backend != "openvino":
+                raise InvalidArgumentError(
+                    "unet_shape_sessions: static-shape UNet sessions are for backend 'openvino'",
+                    param="unet_shape_sessions",
+                )
+            shape_sessions = _non_negative_int("unet_shape_sessions", unet_shape_sessions)
+        warm = [
+            (int(s["unet"]), {k: int(v) for k, v in s.items() if k != "unet"})
+            for s in facts.get("warm_unet_shapes", [])
+        ]
 
         def path(name: str) -> str:
             return str(self.manifest.path(files[name]))
@@ -134,6 +158,8 @@ class W2SDRuntime:
             provider_options=self._provider_options(built),
             memory_arena=bool(memory_arena),
             model_provider_options=self._model_provider_options(built),
+            unet_shape_sessions=int(shape_sessions),
+            warm_unet_shapes=warm if shape_sessions else [],
         )
         max_batch = facts.get("max_batch")
         self._max_batch = int(max_batch) if max_batch is not None else None
@@ -181,6 +207,11 @@ class W2SDRuntime:
     def num_unet_sessions(self) -> int:
         """UNet sessions held in memory: one per distinct UNet artifact."""
         return int(self._engine.num_unets)
+
+    def unet_sessions(self, unet: int = 0) -> list[str]:
+        """What UNet artifact `unet` has sessions for: the input shapes of each static-shape
+        session (OpenVINO's reshape_input form), then "dynamic" for one that takes any."""
+        return list(self._engine.unet_sessions(unet))
 
     @property
     def num_text_encoder_sessions(self) -> int:

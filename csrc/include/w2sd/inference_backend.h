@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace w2sd {
@@ -52,6 +53,9 @@ class InferenceBackend {
   virtual int num_unets() const = 0;
   // Writes the UNet output (same shape as the sample) into out.
   virtual void run_unet(int unet, const UnetInputs& in, float* out) = 0;
+  // What UNet `unet` has sessions for: the reshape_input value of each session compiled for
+  // one static shape, then "dynamic" for one that takes any shape.
+  virtual std::vector<std::string> unet_sessions(int /*unet*/) const { return {"dynamic"}; }
   virtual int num_text_encoders() const = 0;
   // input_ids (batch, length) -> every output of text encoder `encoder`
   // (hidden states first; SDXL's second encoder also gives pooled embeddings).

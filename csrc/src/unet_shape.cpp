@@ -1,0 +1,46 @@
+#include "w2sd/unet_shape.h"
+
+#include <sstream>
+
+#include "w2sd/status.h"
+
+namespace w2sd {
+
+UnetShape unet_shape(const UnetInputs& in) {
+  UnetShape s;
+  s.batch = in.batch;
+  s.channels = in.channels;
+  s.height = in.height;
+  s.width = in.width;
+  if (in.text != nullptr) {
+    s.text_len = in.text_len;
+    s.text_dim = in.text_dim;
+  }
+  if (in.text_embeds != nullptr) {
+    s.pooled_dim = in.pooled_dim;
+    s.time_ids_dim = in.time_ids_dim;
+  }
+  return s;
+}
+
+std::string reshape_input_option(const std::vector<std::string>& names, const UnetShape& s) {
+  const size_t n = names.size();
+  W2SD_CHECK_ARG(n == 2 || n == 3 || n == 5,
+                 "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ", n);
+  W2SD_CHECK_ARG((n >= 3) == (s.text_len > 0) && (n == 5) == (s.pooled_dim > 0),
+                 "the shape's conditioning does not match the UNet's ", n, " inputs");
+  const std::vector<int64_t> dims[5] = {{s.batch, s.channels, s.height, s.width},
+                                        {1},
+                                        {s.batch, s.text_len, s.text_dim},
+                                        {s.batch, s.pooled_dim},
+                                        {s.batch, s.time_ids_dim}};
+  std::ostringstream out;
+  for (size_t i = 0; i < n; ++i) {
+    out << (i ? "," : "") << names[i] << "[";
+    for (size_t k = 0; k < dims[i].size(); ++k) out << (k ? "," : "") << dims[i][k];
+    out << "]";
+  }
+  return out.str();
+}
+
+}  // namespace w2sd
