@@ -150,6 +150,15 @@ class ModelZoo:
         return self._references[key]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def verified_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite's own record of hashed artifacts (w2sd.verified), not the user's; child
+    processes inherit it."""
+    path = tmp_path_factory.mktemp("verified") / "verified.json"
+    os.environ["W2SD_VERIFIED_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> ModelZoo:
     return ModelZoo(tmp_path_factory.mktemp("zoo"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -75,6 +76,50 @@ def test_checksum_mismatch(engine_copy):  # type: ignore[no-untyped-def]
     data.write_bytes(bytes(raw))
     with pytest.raises(EngineDirError, match="checksum mismatch.*cpu/unet1/model.onnx.data"):
         W2SDRuntime(engine_copy)
+
+
+def test_unchanged_files_are_not_hashed_again(engine_copy, monkeypatch):  # type: ignore[no-untyped-def]
+    """A file's SHA-256 is checked once per content: a second load hashes nothing, and a
+    file written in place since (same size, its mtime put back) is hashed and refused."""
+    import w2sd.manifest
+
+    hashed: list[str] = []
+    real = w2sd.manifest.sha256_file
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(w2sd.manifest, "sha256_file", counting)
+    W2SDRuntime(engine_copy)
+    assert any(h.endswith("cpu/unet1/model.onnx.data") for h in hashed)
+    hashed.clear()
+    W2SDRuntime(engine_copy)
+    assert hashed == []
+    data = engine_copy / "cpu" / "unet1" / "model.onnx.data"
+    before = data.stat()
+    with open(data, "r+b") as f:
+        f.seek(before.st_size // 2)
+        byte = f.read(1)
+        f.seek(before.st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(EngineDirError, match="checksum mismatch.*cpu/unet1/model.onnx.data"):
+        W2SDRuntime(engine_copy)
+    assert hashed == [str(data)]
+
+
+def test_hashing_every_load_when_the_record_is_off(engine_copy, monkeypatch):  # type: ignore[no-untyped-def]
+    import w2sd.manifest
+
+    monkeypatch.setenv("W2SD_VERIFIED_CACHE", "")
+    calls = []
+    real = w2sd.manifest.sha256_file
+    monkeypatch.setattr(w2sd.manifest, "sha256_file", lambda p: calls.append(p) or real(p))
+    W2SDRuntime(engine_copy)
+    first = len(calls)
+    W2SDRuntime(engine_copy)
+    assert first > 0 and len(calls) == 2 * first
 
 
 def test_truncated_artifact(engine_copy):  # type: ignore[no-untyped-def]

@@ -319,10 +319,14 @@ class Manifest:
         write_manifest(self.root, self.spec)
 
     def verify(self, rels: list[str], full: bool = True) -> None:
-        """Check that each artifact exists with its recorded size (and SHA-256 if ``full``)."""
+        """Check that each artifact exists with its recorded size (and SHA-256 if ``full``;
+        a file unchanged since its hash last matched is not hashed again: ``verified``)."""
+        from .verified import VerifiedFiles
+
         table = dict(self.spec.artifacts)
         for backend in self.backends.values():
             table.update(backend.artifacts)
+        hashed = VerifiedFiles() if full else None
         for rel in rels:
             entry = table.get(rel)
             if entry is None:
@@ -330,16 +334,21 @@ class Manifest:
             path = self.root / rel
             if not path.is_file():
                 raise EngineDirError(f"{self.root}: artifact '{rel}' is missing")
-            size = path.stat().st_size
-            if size != entry.bytes:
+            st = path.stat()
+            if st.st_size != entry.bytes:
                 raise EngineDirError(
-                    f"{self.root}: artifact '{rel}' has {size} bytes, manifest says "
+                    f"{self.root}: artifact '{rel}' has {st.st_size} bytes, manifest says "
                     f"{entry.bytes} (truncated or replaced?)"
                 )
-            if full and sha256_file(path) != entry.sha256:
+            if hashed is None or hashed.vouches(path, st, entry.sha256):
+                continue
+            if sha256_file(path) != entry.sha256:
                 raise EngineDirError(
                     f"{self.root}: checksum mismatch for artifact '{rel}' (corrupt or modified)"
                 )
+            hashed.add(path, st, entry.sha256)
+        if hashed is not None:
+            hashed.save()
 
 
 def _describe(error: ValidationError) -> str:
