@@ -125,7 +125,7 @@ def build_openvino(
         "mutable": [CACHE],
     }
     manifest.record_build(BACKEND, entry)
-    cached, why_not = openvino_cache_support(find_ort_library())
+    cached, why_not = openvino_cache_support(find_ort_library(BACKEND))
     log(
         "openvino: compiling every model once to fill the cache"
         if cached

@@ -10,7 +10,8 @@
 #   W2SD_CUDA         1: build the CUDA kernels/backend, 0: don't, auto (default): if nvcc is found
 #   W2SD_ORT          ONNX Runtime flavour, an extra of the package: cpu (default) or gpu
 #   W2SD_OPENVINO     1 (default with W2SD_ORT=cpu): also install the onnxruntime-openvino
-#                     wheel's library beside it, which the core prefers (CPU + OpenVINO EPs)
+#                     wheel's library beside it (CPU + OpenVINO EPs), which the core loads in
+#                     a process that asks for --backend openvino
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -72,5 +73,12 @@ if [ "$ort" = cpu ] && [ "${W2SD_OPENVINO:-1}" = 1 ] \
     rm -rf "$ov_dir"
     log "no onnxruntime-openvino $ov_version wheel for this Python/platform: backend 'openvino' unavailable"
   fi
+fi
+# Which backend is fastest here: OpenVINO in bf16 where the CPU has bf16 instructions (the
+# core picks the OpenVINO build of ONNX Runtime for --backend openvino by itself).
+if [ -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ] \
+    && grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then
+  log "this CPU has bf16 instructions: --backend openvino (bf16) is the fastest CPU backend here" \
+    "(w2sd build ENGINE --backend openvino; w2sd sample ENGINE PROMPT --backend openvino)"
 fi
 log "ready: $venv/bin/w2sd"

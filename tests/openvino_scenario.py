@@ -78,7 +78,7 @@ def main() -> int:
     np.savez(out, **result)
     build = json.loads((rt.manifest.root / "manifest.json").read_text())["backends"]["openvino"]
     facts = ("precision", "precision_reason", "provider_options", "files", "warm_unet_shapes")
-    print(json.dumps({**{k: build[k] for k in facts}, "sessions": sessions}))
+    print(json.dumps({**{k: build[k] for k in facts}, "sessions": sessions, "engine": engine}))
     return 0
 
 

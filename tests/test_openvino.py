@@ -129,6 +129,56 @@ def test_bf16_image_psnr(engine_dir, reference, tmp_path):  # type: ignore[no-un
     assert psnr >= MIN_PSNR_DB
 
 
+def _fresh_process(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `code` in a fresh interpreter (nothing imported), without W2SD_ORT_LIBRARY."""
+    base = {k: v for k, v in os.environ.items() if k != "W2SD_ORT_LIBRARY"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@needs_library
+def test_openvino_picks_its_library_in_a_fresh_process(fp32_run):  # type: ignore[no-untyped-def]
+    """No W2SD_ORT_LIBRARY needed: a process whose first backend is 'openvino' runs on the
+    OpenVINO build, and may import the onnxruntime module afterwards."""
+    _, build = fp32_run
+    out = _fresh_process(
+        "import sys; from w2sd import W2SDRuntime; from w2sd.ort_library import "
+        "find_ort_library; W2SDRuntime(sys.argv[1], backend='openvino').sample('a cat', "
+        "seed=1, num_inference_steps=2, reflection_steps=1, output_type='latent'); "
+        "print(find_ort_library()); import onnxruntime; W2SDRuntime(sys.argv[1], "
+        "backend='openvino'); W2SDRuntime(sys.argv[1], backend='cpu'); print('ok')",
+        build["engine"],
+    )
+    assert out.split() == [str(openvino_library()), "ok"]
+
+
+@needs_library
+def test_openvino_after_the_onnxruntime_module_is_refused_not_crashed(fp32_run):  # type: ignore[no-untyped-def]
+    """A process whose onnxruntime module made a session first: the OpenVINO build there
+    crashed (segfault). Asked for by backend or by W2SD_ORT_LIBRARY, it is an error."""
+    _, build = fp32_run
+    code = (
+        "import sys, onnxruntime; from w2sd import BackendError, W2SDRuntime\n"
+        "onnxruntime.InferenceSession(sys.argv[1] + '/vae_decoder/model.onnx', "
+        "providers=['CPUExecutionProvider'])\n"
+        "try:\n    W2SDRuntime(sys.argv[1], backend='openvino')\n"
+        "except BackendError as e:\n    print(e)\n"
+    )
+    out = _fresh_process(code, build["engine"])
+    assert "has no OpenVINOExecutionProvider" in out and "has not imported the onnxruntime" in out
+    forced = _fresh_process(
+        code, build["engine"], env={"W2SD_ORT_LIBRARY": str(openvino_library())}
+    )
+    assert "cannot be loaded after this process imported the onnxruntime Python module" in forced
+
+
 def test_cache_only_where_openvino_can_read_it_back(tmp_path):  # type: ignore[no-untyped-def]
     """OpenVINO's CPU plugin caches compiled models as OpenVINO IR: without the IR frontend
     beside the library (the onnxruntime-openvino 1.24.1 wheel) every cached load failed,

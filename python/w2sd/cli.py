@@ -211,9 +211,12 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     from .backends import backend_status
     from .manifest import load_manifest
+    from .ort_library import openvino_library
 
     if args.backends or args.engine_dir is None:
-        for status in backend_status():
+        # The OpenVINO build of ONNX Runtime (where setup installed it) runs every CPU backend:
+        # the library a process asking for 'openvino' would load.
+        for status in backend_status("openvino" if openvino_library() else None):
             state = "available" if status.available else f"not available: {status.reason}"
             print(f"{status.name:9s} {state}")
         if args.engine_dir is None:

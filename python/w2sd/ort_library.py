@@ -1,13 +1,17 @@
 """Locate ONNX Runtime's shared library inside an installed wheel, without importing it.
 
-Order: ``$W2SD_ORT_LIBRARY``, then the library of the installed ``onnxruntime`` /
-``onnxruntime-gpu`` / ``onnxruntime-openvino`` package.
+The core loads one ONNX Runtime library per process (``find_ort_library``):
+``$W2SD_ORT_LIBRARY``; else the OpenVINO build that ``scripts/setup.sh`` installs beside the
+``onnxruntime`` module (``<venv>/opt/onnxruntime-openvino``, never imported: its CPU and
+OpenVINO execution providers) for a process whose first backend is ``openvino``; else the
+library of the installed ``onnxruntime`` / ``onnxruntime-gpu`` package (what the Python
+module, export and the ``ort-python`` baseline run on).
 
-``scripts/setup.sh`` also installs the OpenVINO wheel's library beside the ``onnxruntime``
-module (``<venv>/opt/onnxruntime-openvino``, never imported): point ``W2SD_ORT_LIBRARY`` at
-it (``openvino_library()``) to run ``--backend openvino`` (and ``cpu``) on it. Do not import
-the Python ``onnxruntime`` module in such a process: two ONNX Runtime builds with
-OpenVINO's provider library in one process crashed or hung here."""
+The OpenVINO build cannot come second: after the Python ``onnxruntime`` module has made a
+session, the OpenVINO build's first session crashed the process (segfault, reproduced with
+onnxruntime 1.32 and onnxruntime-openvino 1.24.1). The other order works. So the OpenVINO
+build is chosen only while the module is not imported, and loading it once the module is
+imported is refused with the reason (``refuse_second_flavour``)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import NotFoundError
+from .errors import BackendError, NotFoundError
 
 ENV_VAR = "W2SD_ORT_LIBRARY"
 SIDE_OPENVINO = Path(sys.prefix) / "opt" / "onnxruntime-openvino" / "onnxruntime" / "capi"
@@ -34,15 +38,40 @@ def openvino_library() -> Path | None:
     return _library_in(SIDE_OPENVINO) if SIDE_OPENVINO.is_dir() else None
 
 
-def find_ort_library() -> Path:
-    """$W2SD_ORT_LIBRARY, else capi/libonnxruntime.so.* of the onnxruntime(-gpu) package."""
+# The automatic choice, made once per process (the core loads one library).
+_CHOSEN: Path | None = None
+
+
+def find_ort_library(backend: str | None = None) -> Path:
+    """The ONNX Runtime library this process's core runs on: $W2SD_ORT_LIBRARY; else, chosen
+    at the first call, the OpenVINO build beside the package when `backend` is "openvino"
+    and this process has not imported the onnxruntime module; else
+    capi/libonnxruntime.so.* of the onnxruntime(-gpu) package."""
+    global _CHOSEN
     override = os.environ.get(ENV_VAR)
     if override:
         path = Path(override)
         if not path.is_file():
             raise NotFoundError(f"{ENV_VAR}={override}: no such file")
         return path
-    return package_ort_library()
+    if _CHOSEN is None:
+        side = openvino_library()
+        usable = backend == "openvino" and "onnxruntime" not in sys.modules
+        _CHOSEN = side if usable and side is not None else package_ort_library()
+    return _CHOSEN
+
+
+def refuse_second_flavour(library: Path) -> None:
+    """Raise BackendError instead of loading the OpenVINO build into a process that has
+    imported the onnxruntime module (the two crashed together in that order)."""
+    side = openvino_library()
+    if side is not None and library == side and "onnxruntime" in sys.modules:
+        raise BackendError(
+            f"the OpenVINO build of ONNX Runtime ({library}) cannot be loaded after this "
+            "process imported the onnxruntime Python module (the two crash together in that "
+            "order): ask for backend 'openvino' before anything imports onnxruntime (export, "
+            "`w2sd build --backend cpu`), or use a process of its own"
+        )
 
 
 def package_ort_library() -> Path:

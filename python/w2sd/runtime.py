@@ -143,7 +143,7 @@ class W2SDRuntime:
             return str(self.manifest.path(files[name]))
 
         self._engine = core().Engine(
-            library_path=str(find_ort_library()),
+            library_path=str(find_ort_library(backend)),
             unet_paths=[path(f"unet{i}") for i in range(len(spec.unets))],
             unet_inputs=list(spec.models.unet.inputs),
             text_encoder_paths=[path(f"text_encoder{i}") for i in range(len(encoders))],
@@ -171,7 +171,7 @@ class W2SDRuntime:
         """The build's provider options, with cache paths inside this engine dir (OpenVINO's
         only where it can read its cache back)."""
         opts = dict((built.model_extra or {}).get("provider_options") or {})
-        if self.backend == "openvino" and openvino_cache_support(find_ort_library())[0]:
+        if self.backend == "openvino" and openvino_cache_support(find_ort_library(self.backend))[0]:
             opts["cache_dir"] = str(self.manifest.path("openvino/cache"))
         return opts
 
