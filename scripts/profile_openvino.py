@@ -3,8 +3,8 @@
 The OpenVINO execution provider does not expose OpenVINO's performance counters, so
 this compiles the engine's exported UNet with OpenVINO's own Python API (the same
 version and CPU plugin the onnxruntime-openvino wheel bundles), with PERF_COUNT on and
-the engine's precision, runs it on the bench's shapes and sums the counters by layer
-type. Needs the ``openvino`` package of that version (not a project dependency):
+the engine's precision, for the bench's shapes as static shapes (as the runtime does), runs
+it and sums the counters by layer type. Needs the ``openvino`` package of that version (not a project dependency):
 
     pip install --target /tmp/ovpy openvino==2025.4.1
     PYTHONPATH=/tmp/ovpy python scripts/profile_openvino.py ENGINE_DIR [--precision fp32]
@@ -29,6 +29,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="0: OpenVINO's default")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--dynamic", action="store_true", help="dynamic shapes (default: static, as the runtime)"
+    )
     args = p.parse_args()
 
     import openvino as ov
@@ -43,9 +46,6 @@ def main() -> None:
     }
     if args.threads:
         config["INFERENCE_NUM_THREADS"] = args.threads
-    t0 = time.perf_counter()
-    compiled = core.compile_model(str(engine / manifest["unets"][0]["file"]), "CPU", config)
-    compile_s = time.perf_counter() - t0
     b, c, s = args.batch, manifest["latent_channels"], args.latent
     rng = np.random.default_rng(0)
     feed = {
@@ -63,6 +63,12 @@ def main() -> None:
         )
     if any(u.get("lora") and u["lora"].get("input") for u in manifest["unets"][:1]):
         feed["lora_scale"] = np.array([1.0], np.float32)
+    model = core.read_model(str(engine / manifest["unets"][0]["file"]))
+    if not args.dynamic:  # as the runtime compiles it (unet_shape_sessions)
+        model.reshape({name: list(value.shape) for name, value in feed.items()})
+    t0 = time.perf_counter()
+    compiled = core.compile_model(model, "CPU", config)
+    compile_s = time.perf_counter() - t0
     request = compiled.create_infer_request()
     request.infer(feed)  # warm-up
     walls = []

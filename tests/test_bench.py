@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from conftest import IMAGE_EQUAL_FRACTION, LATENT_RTOL
 from w2sd.latents import initial_latents
 
 REQUIRED = {
@@ -73,6 +74,14 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
         assert r["baselines_absent"] == {"diffusers-bf16": why}
         assert "diffusers-bf16 not run: " in proc.stdout
     assert r["precision"] == "fp32" and r["interleaved_rounds"] == 1
+    # The runtime's output against the fp32 reference's, same latents: in fp32, the spec's
+    # fp32 bounds hold.
+    pc = r["precision_check"]
+    assert pc["against"] == "diffusers (fp32)"
+    assert pc["latents_max_rel_diff"] <= LATENT_RTOL
+    assert pc["image_equal_fraction"] >= IMAGE_EQUAL_FRACTION
+    assert pc["image_psnr_db"] > 40
+    assert "image PSNR" in proc.stdout
     assert isinstance(r["machine"]["isa_flags"], list) and r["machine"]["cpu"]
     for name, b in r["baselines"].items():
         assert b["speedup"] == b["e2e_s"]["median"] / r["e2e_s"]["median"], name

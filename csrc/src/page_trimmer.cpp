@@ -8,6 +8,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace w2sd {
 namespace {
@@ -53,6 +56,12 @@ size_t trim_mapped_files(const std::vector<std::string>& dirs) {
   (void)dirs;
 #endif
   return advised;
+}
+
+void release_free_heap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 MappedFileTrimmer::MappedFileTrimmer(std::vector<std::string> dirs,

@@ -21,6 +21,12 @@ namespace w2sd {
 // could hold changes). Returns the bytes of the mappings advised; 0 off Linux.
 size_t trim_mapped_files(const std::vector<std::string>& dirs);
 
+// Returns the heap memory that malloc holds free to the system (glibc's malloc_trim): making
+// an OpenVINO session frees gigabytes of temporaries (the model's weights serialised for
+// OpenVINO, their fp32 copies) that would otherwise stay in this process's RSS. No-op
+// elsewhere.
+void release_free_heap();
+
 // While alive, trims those mappings every `interval` on a thread of its own (so the peak,
 // not only the end state, stays low); once more when destroyed. No thread if `dirs` is empty.
 class MappedFileTrimmer {

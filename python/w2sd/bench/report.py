@@ -44,6 +44,13 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{name:<14} not run: {why}")
     if r.get("precision_reason"):
         lines.append(f"runtime precision {r.get('precision')}: {r['precision_reason']}")
+    pc = r.get("precision_check")
+    if pc:
+        lines.append(
+            f"runtime vs {pc['against']}, same latents: image PSNR {pc['image_psnr_db']:.2f} dB, "
+            f"{100 * pc['image_equal_fraction']:.2f}% of uint8 values equal, final latents max "
+            f"abs diff {pc['latents_max_rel_diff']:.2e} of max|reference|"
+        )
     lines.append("")
     overhead_pct = 100 * r["loop_overhead_s"] / r["stages_s"]["loop"]
     lines.append(

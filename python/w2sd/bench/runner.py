@@ -11,6 +11,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,10 +256,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     # Interleaved rounds (A B C, A B C, ...): each round runs every system once, in a fresh
     # process (its own peak memory) after its warm-up, so machine drift hits all alike.
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in systems}
-    for r in range(opts.repeat):
-        for key, cfg in systems.items():
-            log(f"bench {name}: round {r + 1}/{opts.repeat}: {key}")
-            runs[key].append(_worker({**cfg, "repeat": 1, "concurrency": 1}))
+    # The first round also keeps what the runtime and diffusers (fp32) computed, from the
+    # same latents: how far the runtime's precision is from the fp32 reference.
+    compared = [k for k in ("runtime", "diffusers") if k in systems]
+    with tempfile.TemporaryDirectory(prefix="w2sd-bench-") as scratch:
+        outputs = {k: str(Path(scratch) / f"{k}.npz") for k in compared}
+        for r in range(opts.repeat):
+            for key, cfg in systems.items():
+                log(f"bench {name}: round {r + 1}/{opts.repeat}: {key}")
+                keep = {"outputs_out": outputs[key]} if r == 0 and key in outputs else {}
+                runs[key].append(_worker({**cfg, "repeat": 1, "concurrency": 1, **keep}))
+        check = precision_check(outputs) if len(compared) == 2 else None
     rt = _aggregate(runs["runtime"])
     if opts.concurrency > 1:
         log(f"bench {name}: runtime, {opts.concurrency} requests in flight")
@@ -281,6 +289,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "machine": machine_info(),
         "baselines": {},
         "baselines_absent": absent,
+        "precision_check": check,
     }
     median = rt["e2e_s"]["median"]
     for key in systems:
@@ -314,6 +323,30 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "fraction": achieved / peak_in_use,
     }
     return result
+
+
+def image_psnr_db(a: Any, b: Any) -> float:
+    """PSNR of two uint8 images (inf when equal)."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def precision_check(outputs: dict[str, str]) -> dict[str, Any]:
+    """The runtime's image and final latents against the fp32 diffusers reference's, from
+    the same initial latents (W2SD-SPEC: reduced precision is held to image PSNR >= 30 dB,
+    the latents' max abs diff reported relative to max|reference|)."""
+    import numpy as np
+
+    got, ref = (np.load(outputs[k]) for k in ("runtime", "diffusers"))
+    diff = np.abs(got["latents"] - ref["latents"]).max() / np.abs(ref["latents"]).max()
+    return {
+        "against": "diffusers (fp32)",
+        "image_psnr_db": image_psnr_db(got["images"], ref["images"]),
+        "latents_max_rel_diff": float(diff),
+        "image_equal_fraction": float((got["images"] == ref["images"]).mean()),
+    }
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:

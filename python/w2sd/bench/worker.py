@@ -86,6 +86,12 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
         return rt.last_stats
 
     e2e, runs = _measure(cfg, one_run)
+    if cfg.get("outputs_out"):  # after the timed runs: what this system computed
+        np.savez(
+            cfg["outputs_out"],
+            images=rt.sample(cfg["prompt"], **kw),
+            latents=rt.sample(cfg["prompt"], **{**kw, "output_type": "latent"}),
+        )
     stages = [
         {"text_encode": s["text_encode_s"], "loop": s["loop_s"], "vae_decode": s["vae_decode_s"]}
         for s in runs
@@ -178,6 +184,8 @@ def run_diffusers(cfg: dict[str, Any]) -> dict[str, Any]:
 
     e2e, outs = _measure(cfg, one_run)
     out = outs[-1]
+    if cfg.get("outputs_out"):
+        np.savez(cfg["outputs_out"], images=out.images, latents=out.latents)
     stages = [o.stages_s for o in outs]
     return {
         "e2e_s": _summary(e2e),
