@@ -3,8 +3,9 @@
 The OpenVINO execution provider does not expose OpenVINO's performance counters, so
 this compiles the engine's exported UNet with OpenVINO's own Python API (the same
 version and CPU plugin the onnxruntime-openvino wheel bundles), with PERF_COUNT on and
-the engine's precision, for the bench's shapes as static shapes (as the runtime does), runs
-it and sums the counters by layer type. Needs the ``openvino`` package of that version (not a project dependency):
+the engine's precision, for the bench's shapes as static shapes (as the runtime does),
+runs it and sums the counters by layer type. Needs the ``openvino`` package of that
+version (not a project dependency):
 
     pip install --target /tmp/ovpy openvino==2025.4.1
     PYTHONPATH=/tmp/ovpy python scripts/profile_openvino.py ENGINE_DIR [--precision fp32]
