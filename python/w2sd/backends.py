@@ -23,7 +23,7 @@ class BackendStatus:
 _LOADED: Path | None = None  # the library the core has loaded (once per process)
 
 
-def _load_library(backend: str | None) -> str | None:
+def _load_library(backend: str | None = None) -> str | None:
     """Load ONNX Runtime's library into the core (after the NVIDIA libraries a GPU build
     needs), the one for `backend` if this process has loaded none yet; the reason it
     failed, or None."""
