@@ -20,6 +20,7 @@ import pytest
 
 from conftest import _record, assert_images_match, assert_latents_close, relative_diff
 from w2sd import InvalidArgumentError
+from w2sd.bench.runner import image_psnr_db
 from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
 from w2sd.engines.openvino import choose_precision
 from w2sd.latents import initial_latents
@@ -34,11 +35,6 @@ needs_library = pytest.mark.skipif(
     openvino_library() is None,
     reason="the OpenVINO wheel's library is not installed (scripts/setup.sh installs it)",
 )
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _scenario(engine_dir: Path, tmp: Path, precision: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
@@ -124,7 +120,7 @@ def test_bf16_image_psnr(engine_dir, reference, tmp_path):  # type: ignore[no-un
     x = initial_latents(4, (1, 4, 8, 8))
     ref = reference.sample("a red bicycle", latents=x, output_type="np", **KW)
     _record("bf16_latents_rel_diff", relative_diff(got["latents_official"], ref.latents))
-    psnr = _psnr(got["images_official"], ref.images)
+    psnr = image_psnr_db(got["images_official"], ref.images)
     _record("bf16_image_psnr_db", psnr)
     assert psnr >= MIN_PSNR_DB
 

@@ -86,20 +86,23 @@ struct OrtBackend::Impl {
       const auto found = u.by_shape.find(shape);
       if (found != u.by_shape.end()) return *found->second;
       if (u.by_shape.size() < capacity) {
-        MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
         const Ort::SessionOptions fixed = host_session_options(
             config, {{"reshape_input", reshape_input_option(config.unet_names.inputs, shape)}});
-        auto session = make_unet_session(u.path, config.unet_names, fixed);
-        if (!trim_dirs.empty()) release_free_heap();
-        return *u.by_shape.emplace(shape, std::move(session)).first->second;
+        return *u.by_shape.emplace(shape, make_trimmed_unet_session(u.path, fixed)).first->second;
       }
     }
-    if (!u.dynamic) {
-      MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
-      u.dynamic = make_unet_session(u.path, config.unet_names, options);
-      if (!trim_dirs.empty()) release_free_heap();
-    }
+    if (!u.dynamic) u.dynamic = make_trimmed_unet_session(u.path, options);
     return *u.dynamic;
+  }
+
+  // A UNet session, its mapped weights trimmed while OpenVINO compiles it and the heap it
+  // freed returned.
+  std::unique_ptr<NamedSession> make_trimmed_unet_session(const std::string& path,
+                                                          const Ort::SessionOptions& o) {
+    MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
+    auto session = make_unet_session(path, config.unet_names, o);
+    if (!trim_dirs.empty()) release_free_heap();
+    return session;
   }
 
   static constexpr std::chrono::milliseconds kTrimInterval{20};
@@ -193,8 +196,7 @@ OrtBackend::OrtBackend(const OrtBackendConfig& config) {
   // Every UNet is loaded (and so checked) here: the unwarmed ones as a dynamic session.
   for (size_t i = 0; i < warmed.size(); ++i) {
     if (!warmed[i])
-      impl_->unets[i]->dynamic =
-          make_unet_session(config.unet_paths[i], config.unet_names, options);
+      impl_->unets[i]->dynamic = impl_->make_trimmed_unet_session(config.unet_paths[i], options);
   }
   W2SD_CHECK_ARG(config.text_encoder_paths.size() == config.text_encoder_names.size(),
                  "need one name set per text encoder path");
