@@ -1,6 +1,6 @@
 """Engine building entry point: one function per backend, chosen by name.
 
-The GPU builds (cuda, tensorrt) run in a child process (``python -m w2sd.engines.build``):
+The GPU builds (cuda, tensorrt) run in a child process (``python -m engines.build``):
 they use ONNX Runtime's Python module (the fp16 converter; TensorRT engine building loads
 the GPU provider libraries into it), and the module is a second copy of ONNX Runtime
 beside the one the core loads. Two runtimes sharing one process's provider libraries
@@ -83,7 +83,7 @@ def _build_in_child(
     engine_dir: str, backend: str, log: Callable[[str], None] | None, max_batch: int | None
 ) -> dict[str, Any]:
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    cmd = [sys.executable, "-m", "w2sd.engines.build", engine_dir, backend]
+    cmd = [sys.executable, "-m", "engines.build", engine_dir, backend]
     if max_batch is not None:
         cmd += ["--max-batch", str(max_batch)]
     # One pipe for both streams (two could fill and block the child).
@@ -112,7 +112,7 @@ def _build_in_child(
 
 
 def _child_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m w2sd.engines.build")
+    parser = argparse.ArgumentParser(prog="python -m engines.build")
     parser.add_argument("engine_dir")
     parser.add_argument("backend", choices=IN_CHILD)
     parser.add_argument("--max-batch", type=int, default=None)

@@ -22,11 +22,9 @@ from typing import Any
 
 import torch
 
+from engines.common import artifacts_under, replace_dir
 from w2sd import __version__
-from w2sd.engines.common import artifacts_under, replace_dir
 from w2sd.errors import ExportVerificationError, InvalidArgumentError
-from w2sd.families import Family, detect_family
-from w2sd.lora import LoraSpec, fuse_unet_lora
 from w2sd.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -38,6 +36,8 @@ from w2sd.manifest import (
 
 from . import onnx_export as ox
 from .common import check_out_and_defaults, defaults_section, scheduler_section
+from .families import Family, detect_family
+from .lora import LoraSpec, fuse_unet_lora
 from .lora_input import attach_lora_input
 from .text_encoders import (
     EncoderPlan,

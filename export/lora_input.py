@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from w2sd.errors import InvalidArgumentError
-from w2sd.lora import LoraSpec, load_unet_lora
+
+from .lora import LoraSpec, load_unet_lora
 
 _ADAPTER = "w2sd_input"
 

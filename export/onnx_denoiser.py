@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from engines.common import artifacts_under, replace_dir
 from w2sd import __version__
-from w2sd.engines.common import artifacts_under, replace_dir
 from w2sd.errors import ExportVerificationError, InvalidArgumentError
 from w2sd.manifest import (
     FORMAT_NAME,

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from w2sd.errors import InvalidArgumentError
-from w2sd.families import Family, TextEncoderSpec
 from w2sd.manifest import ROLES, sha256_file
 
 from . import onnx_export as ox
+from .families import Family, TextEncoderSpec
 
 
 @dataclass

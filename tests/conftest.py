@@ -89,7 +89,7 @@ FAMILY_BUILDERS = {
 
 
 def _tiny(kind: str, root: Path, seed: int, variant: str | None, text_seed: int | None) -> Path:
-    from w2sd.tiny_models import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
+    from w2sd_bench.tiny_models import build_tiny_sd_pipeline, build_tiny_sdxl_pipeline
 
     suffix = "" if text_seed is None else f"-text{text_seed}"
     if kind == "sdxl":
@@ -115,7 +115,7 @@ class ModelZoo:
         return FAMILY_BUILDERS[family](self.root / "models", seed, text_seed)
 
     def lora(self, family: str, fmt: str = "diffusers") -> Path:
-        from w2sd.tiny_models import make_tiny_lora
+        from w2sd_bench.tiny_models import make_tiny_lora
 
         out = self.root / "loras" / f"{family}-{fmt}.safetensors"
         if not out.exists():
@@ -125,8 +125,8 @@ class ModelZoo:
     def engine(self, key: str, **options: object) -> Path:
         """Export + build once per key; options are ExportOptions fields."""
         if key not in self._engines:
-            from w2sd.engines.build import build_engine
-            from w2sd.export.engine_export import ExportOptions, export_engine
+            from engines.build import build_engine
+            from export.engine_export import ExportOptions, export_engine
 
             out = self.root / "engines" / key
             export_engine(
@@ -144,7 +144,7 @@ class ModelZoo:
 
     def reference(self, key: str, **options: object):  # type: ignore[no-untyped-def]
         if key not in self._references:
-            from w2sd.reference import W2SDReference
+            from w2sd_reference import W2SDReference
 
             self._references[key] = W2SDReference(**options)  # type: ignore[arg-type]
         return self._references[key]
@@ -172,8 +172,8 @@ def tiny_pair(zoo: ModelZoo) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def engine_dir(tiny_pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from w2sd.engines.build import build_engine
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from engines.build import build_engine
+    from export.engine_export import ExportOptions, export_engine
 
     strong, weak = tiny_pair
     out = tmp_path_factory.mktemp("engines") / "tiny"

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
+from engines.build import build_engine
 from w2sd import W2SDRuntime
-from w2sd.engines.build import build_engine
 
 
 def main() -> int:

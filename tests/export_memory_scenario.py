@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from w2sd.export import onnx_export as ox
+from export import onnx_export as ox
 
 WIDTH, LAYERS = 1024, 96  # 96 x 4 MiB = 384 MiB of fp32 weights
 

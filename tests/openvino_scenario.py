@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
+from engines.build import build_engine
 from w2sd import W2SDRuntime
-from w2sd.engines.build import build_engine
 from w2sd.latents import initial_latents
 from w2sd.ort_library import find_ort_library, openvino_cache_support
 

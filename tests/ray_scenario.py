@@ -22,9 +22,9 @@ import httpx  # noqa: E402
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
-from w2sd.serve.ray_app import deployment  # noqa: E402
-from w2sd.serve.server import ServeOptions  # noqa: E402
-from w2sd.serve.service import ServiceSettings  # noqa: E402
+from w2sd_serve.ray_app import deployment  # noqa: E402
+from w2sd_serve.server import ServeOptions  # noqa: E402
+from w2sd_serve.service import ServiceSettings  # noqa: E402
 
 FAST = {"num_inference_steps": 6, "reflection_steps": 2}
 

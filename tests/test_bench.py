@@ -37,7 +37,7 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
         [
             sys.executable,
             "-m",
-            "w2sd",
+            "w2sd_cli",
             "bench",
             "--workload",
             "tiny",
@@ -97,8 +97,8 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
 
 
 def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyped-def]
-    from w2sd.bench import runner
     from w2sd.cpuinfo import bf16_support
+    from w2sd_bench import runner
 
     everything = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
     monkeypatch.setattr(runner, "bf16_support", lambda: bf16_support({"avx2", "amx_bf16"}))
@@ -112,7 +112,7 @@ def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyp
 
 def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]
     """The baseline must compute what the runtime computes, or the ratio means nothing."""
-    from w2sd.bench.ort_python import OrtPythonW2SD
+    from w2sd_bench.ort_python import OrtPythonW2SD
 
     x = initial_latents(2, (1, 4, 8, 8))
     g = {"strong": 7.5, "weak": 7.5, "denoiser": 7.5}
@@ -133,7 +133,7 @@ def test_roofline_counts_a_known_graph(tmp_path):  # type: ignore[no-untyped-def
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from w2sd.bench.roofline import unet_macs
+    from w2sd_bench.roofline import unet_macs
 
     w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
     m = numpy_helper.from_array(np.zeros((8, 5), np.float32), "m")
@@ -157,7 +157,7 @@ def test_roofline_counts_a_known_graph(tmp_path):  # type: ignore[no-untyped-def
 def test_fullpath_measures_every_step_on_tiny(tmp_path):  # type: ignore[no-untyped-def]
     """The SDXL-size measurement tool, on the tiny workload: every step in its own process,
     one UNet artifact for the LoRA gap, peaks measured, the engine dir removed after."""
-    from w2sd.bench.fullpath import run
+    from w2sd_bench.fullpath import run
 
     r = run("tiny", "lora", [64], tmp_path, log=lambda m: None)
     assert r["export"]["unet_artifacts"] == 1 and r["export"]["peak_rss_bytes"] > 0

@@ -12,7 +12,7 @@ VERBS = ["export", "build", "sample", "demo", "info"]
 
 
 def w2sd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "w2sd", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "w2sd_cli", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"w2sd {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc

@@ -115,7 +115,7 @@ def test_build_cuda_writes_fp16_models_with_float32_io(engine_copy):  # type: ig
     import onnx
 
     proc = subprocess.run(
-        [sys.executable, "-m", "w2sd", "build", str(engine_copy), "--backend", "cuda"],
+        [sys.executable, "-m", "w2sd_cli", "build", str(engine_copy), "--backend", "cuda"],
         capture_output=True,
         text=True,
     )
@@ -143,7 +143,7 @@ def test_build_tensorrt_without_the_ep_is_a_clear_error(engine_copy):  # type: i
         pytest.skip("TensorRT EP present")
     before = (engine_copy / "manifest.json").read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "w2sd", "build", str(engine_copy), "--backend", "tensorrt"],
+        [sys.executable, "-m", "w2sd_cli", "build", str(engine_copy), "--backend", "tensorrt"],
         capture_output=True,
         text=True,
     )
@@ -153,7 +153,7 @@ def test_build_tensorrt_without_the_ep_is_a_clear_error(engine_copy):  # type: i
 
 
 def test_tensorrt_profiles_cover_the_engine_range(engine_dir):  # type: ignore[no-untyped-def]
-    from w2sd.engines.tensorrt import profile_shapes
+    from engines.tensorrt import profile_shapes
     from w2sd.manifest import load_manifest
 
     p = profile_shapes(load_manifest(engine_dir), max_batch=2)

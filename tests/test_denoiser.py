@@ -18,13 +18,13 @@ import pytest
 from onnx import TensorProto, helper
 
 from conftest import assert_latents_close
+from engines.build import build_engine
+from export.onnx_denoiser import OnnxExportOptions, export_onnx_engine, scheduler_facts
 from w2sd import W2SDRuntime
-from w2sd.engines.build import build_engine
 from w2sd.errors import InvalidArgumentError
-from w2sd.export.onnx_denoiser import OnnxExportOptions, export_onnx_engine, scheduler_facts
-from w2sd.gmm import SCHEDULER_CONFIG, GaussianMixture, numpy_w2sd, onnx_denoiser
 from w2sd.manifest import SchedulerSpec
 from w2sd.ort_library import openvino_library
+from w2sd_studies.gmm import SCHEDULER_CONFIG, GaussianMixture, numpy_w2sd, onnx_denoiser
 
 STEPS = 10
 MEANS_1D = ((-2.0,), (2.0,))
@@ -309,7 +309,7 @@ def test_cli_export_build_and_errors(tmp):  # type: ignore[no-untyped-def]
 
 
 def _w2sd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "w2sd", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "w2sd_cli", *args], capture_output=True, text=True)
 
 
 # -- other backends --------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_unknown_backend(engine_dir):  # type: ignore[no-untyped-def]
 
 
 def test_unknown_backend_for_build(engine_dir):  # type: ignore[no-untyped-def]
-    from w2sd.engines.build import build_engine
+    from engines.build import build_engine
 
     with pytest.raises(InvalidArgumentError, match="unknown backend 'metal'"):
         build_engine(str(engine_dir), "metal")

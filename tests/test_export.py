@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import LATENT_RTOL, relative_diff
-from w2sd.export import onnx_export as ox
+from export import onnx_export as ox
 
 
 def _onnx_run(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
 
 def test_same_unet_is_exported_once(tiny_pair, tmp_path):  # type: ignore[no-untyped-def]
     """Condition gap: strong and weak are one model -> one UNet artifact."""
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from export.engine_export import ExportOptions, export_engine
 
     strong, _ = tiny_pair
     copy = tmp_path / "copy-of-strong"
@@ -126,8 +126,8 @@ def test_same_unet_is_exported_once(tiny_pair, tmp_path):  # type: ignore[no-unt
 
 
 def test_export_refuses_to_overwrite(tiny_pair, engine_dir):  # type: ignore[no-untyped-def]
+    from export.engine_export import ExportOptions, export_engine
     from w2sd.errors import InvalidArgumentError
-    from w2sd.export.engine_export import ExportOptions, export_engine
 
     before = (engine_dir / "manifest.json").read_bytes()
     with pytest.raises(InvalidArgumentError, match="exists and is not empty"):
@@ -140,8 +140,8 @@ def test_export_refuses_to_overwrite(tiny_pair, engine_dir):  # type: ignore[no-
 
 
 def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: ignore[no-untyped-def]
+    from export.engine_export import ExportOptions, export_engine
     from w2sd.errors import InvalidArgumentError
-    from w2sd.export.engine_export import ExportOptions, export_engine
 
     with pytest.raises(InvalidArgumentError, match="--weak.*model_index.json"):
         export_engine(
@@ -155,9 +155,9 @@ def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: igno
 def test_export_parity_failure_is_a_w2sd_error(tiny_pair, tmp_path, monkeypatch, capsys):  # type: ignore[no-untyped-def]
     """An export that does not reproduce its module is an ExportVerificationError; the CLI
     prints one line and exits 2, and no engine dir is left behind."""
+    from export import engine_export
     from w2sd import ExportVerificationError
-    from w2sd.cli import main
-    from w2sd.export import engine_export
+    from w2sd_cli import main
 
     monkeypatch.setattr(engine_export.ox, "compare_with_onnx", lambda *a, **k: 3e-2)
     out = tmp_path / "bad"
@@ -213,7 +213,7 @@ def test_exported_weights_are_stored_transposed_not_transposed_at_run_time(engin
     assert locations == {"model.onnx.data"}
     assert not [i.name for i in model.graph.input if i.name in inits]
     # Nothing left that computes from constants alone (the OpenVINO EP would split there).
-    from w2sd.export.onnx_export import fold_constants
+    from export.onnx_export import fold_constants
 
     for rel in ("unet0", "text_encoder0", "vae_decoder"):
         m = onnx.load(str(engine_dir / rel / "model.onnx"), load_external_data=False)

@@ -18,9 +18,9 @@ from conftest import (
     assert_latents_close,
     relative_diff,
 )
+from export.lora import LoraSpec
 from w2sd import InvalidArgumentError, W2SDRuntime
 from w2sd.latents import initial_latents
-from w2sd.lora import LoraSpec
 
 FAMILIES = ["sd1", "sd2", "sdxl"]
 PROMPT = "a photo of a cat riding a horse"
@@ -367,7 +367,7 @@ def _edited_copy(src: Path, dst: Path, rel: str, **changes: object) -> Path:
     ],
 )
 def test_incompatible_pair_names_the_field(zoo, tmp_path, rel, changes, message):  # type: ignore[no-untyped-def]
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from export.engine_export import ExportOptions, export_engine
 
     weak = _edited_copy(zoo.pipeline("sd1", 2), tmp_path / "weak", rel, **changes)
     with pytest.raises(InvalidArgumentError, match=message):
@@ -380,7 +380,7 @@ def test_incompatible_pair_names_the_field(zoo, tmp_path, rel, changes, message)
 
 
 def test_family_mismatch(zoo, tmp_path):  # type: ignore[no-untyped-def]
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from export.engine_export import ExportOptions, export_engine
 
     with pytest.raises(InvalidArgumentError, match="model family differs"):
         export_engine(
@@ -400,7 +400,7 @@ def test_malformed_lora_is_a_clear_error(zoo, tmp_path, kind):  # type: ignore[n
     import torch
     from safetensors.torch import save_file
 
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from export.engine_export import ExportOptions, export_engine
 
     bad = tmp_path / "bad.safetensors"
     if kind == "not_safetensors":
@@ -462,8 +462,8 @@ def test_lora_scales_from_the_cli_and_the_http_body(zoo, tmp_path):  # type: ign
     """The CLI flags and the HTTP body fields reach the request and change the image."""
     from PIL import Image
 
-    from w2sd.cli import main
-    from w2sd.serve.schema import ImageGenerationRequest, Limits, to_sample_request
+    from w2sd_cli import main
+    from w2sd_serve.schema import ImageGenerationRequest, Limits, to_sample_request
 
     engine, _ = _lora_gap(zoo, "sd1")
     body = ImageGenerationRequest(prompt=PROMPT, weak_lora_scale=0.5, strong_lora_scale=2.0)

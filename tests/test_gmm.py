@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from w2sd.gmm import GaussianMixture
-from w2sd.gmm_study import mode_masses, tv_distance
+from w2sd_studies.gmm import GaussianMixture
+from w2sd_studies.gmm_study import mode_masses, tv_distance
 
 SAMPLES = 4000
 
@@ -25,7 +25,7 @@ def study(tmp_path_factory):  # type: ignore[no-untyped-def]
         [
             sys.executable,
             "-m",
-            "w2sd",
+            "w2sd_cli",
             "demo",
             "--gmm",
             "--workdir",

@@ -28,7 +28,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module", params=["cuda", "tensorrt"])
 def gpu_runtime(request, engine_dir):  # type: ignore[no-untyped-def]
-    from w2sd.engines.build import build_engine
+    from engines.build import build_engine
 
     backend = request.param
     status = {s.name: s for s in w2sd.backend_status()}[backend]
@@ -109,8 +109,8 @@ def test_lanes_overlap_beats_one_after_another(gpu_runtime):  # type: ignore[no-
 def test_lanes_throughput_on_a_real_unet(backend, tmp_path):  # type: ignore[no-untyped-def]
     """The SD 1.5 architecture at 256 px (the bench's sd15-256 workload): two lanes give at
     least 1.3x the throughput of one request after another."""
-    from w2sd.bench.runner import default_cache_dir
-    from w2sd.bench.workloads import prepare
+    from w2sd_bench.runner import default_cache_dir
+    from w2sd_bench.workloads import prepare
 
     engine = prepare("sd15-256", default_cache_dir(), log=lambda m: None, backend=backend)
     rt = W2SDRuntime(engine, backend=backend, lanes=2)
@@ -184,7 +184,7 @@ def test_sdxl_fp16_parity_with_force_upcast(backend, zoo, tmp_path):  # type: ig
     on SDXL), the UNet's time embeddings and softmax stay fp32; within the GPU bounds."""
     import shutil
 
-    from w2sd.engines.build import build_engine
+    from engines.build import build_engine
 
     base = zoo.pipeline("sdxl", 1)
     engine = tmp_path / "sdxl"
@@ -207,7 +207,7 @@ def test_tensorrt_serving_builds_nothing_and_refuses_beyond_the_profile(engine_c
     """Loaded from its EP-context models (relative engine paths) the TensorRT engine builds
     nothing and writes nothing under tensorrt/ (the checksums still verify); a batch
     beyond --max-batch is refused before the loop."""
-    from w2sd.engines.build import build_engine
+    from engines.build import build_engine
 
     build_engine(str(engine_copy), "tensorrt", log=lambda m: None, max_batch=1)
     moved = engine_copy.parent / "moved"
@@ -230,9 +230,9 @@ def test_unconditional_denoiser_engine_on_the_gpu(backend, tmp_path):  # type: i
     loop in numpy with exact mixture epsilons."""
     from test_denoiser import STEPS, STRONG_2D, WEAK_2D, _engine, _scheduler
 
-    from w2sd.engines.build import build_engine
-    from w2sd.gmm import numpy_w2sd
+    from engines.build import build_engine
     from w2sd.manifest import SchedulerSpec
+    from w2sd_studies.gmm import numpy_w2sd
 
     status = {s.name: s for s in w2sd.backend_status()}[backend]
     if not status.available:

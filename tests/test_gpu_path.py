@@ -317,7 +317,7 @@ def test_gpu_builds_never_load_onnxruntime_into_the_calling_process(engine_copy)
     script = textwrap.dedent(
         f"""
         import sys
-        from w2sd.engines.build import build_engine
+        from engines.build import build_engine
         lines = []
         entry = build_engine({str(engine_copy)!r}, "cuda", log=lines.append)
         assert "onnxruntime" not in sys.modules, "the build imported onnxruntime here"
@@ -334,8 +334,8 @@ def test_gpu_builds_never_load_onnxruntime_into_the_calling_process(engine_copy)
 def test_gpu_build_errors_keep_their_class(engine_copy):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
+    from engines.build import build_engine
     from w2sd import BackendError
-    from w2sd.engines.build import build_engine
 
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("TensorRT EP present")
@@ -360,7 +360,7 @@ def _value_types(model) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 def _cuda_build(engine: Path) -> dict:  # type: ignore[type-arg]
     proc = subprocess.run(
-        [sys.executable, "-m", "w2sd", "build", str(engine), "--backend", "cuda"],
+        [sys.executable, "-m", "w2sd_cli", "build", str(engine), "--backend", "cuda"],
         capture_output=True,
         text=True,
     )
@@ -403,7 +403,7 @@ def test_fp16_conversion_infers_types_before_loading_weights(engine_copy, tmp_pa
     import onnx
     import onnxruntime as ort
 
-    from w2sd.engines.fp16 import convert_fp16
+    from engines.fp16 import convert_fp16
 
     infer = onnx.shape_inference.infer_shapes
     loaded_at_inference: list[int] = []
@@ -426,7 +426,7 @@ def test_fp16_conversion_infers_types_before_loading_weights(engine_copy, tmp_pa
 def test_sdxl_vae_stays_fp32_when_the_pipeline_says_force_upcast(zoo, tmp_path):  # type: ignore[no-untyped-def]
     import onnx
 
-    from w2sd.engines.fp16 import vae_keeps_fp32
+    from engines.fp16 import vae_keeps_fp32
 
     base = zoo.pipeline("sdxl", 1)
     source = zoo.engine("sdxl-condition", strong=base, weak=base, weak_guidance=1.0)
@@ -462,8 +462,8 @@ def test_tensorrt_profiles_name_each_models_own_inputs(zoo, family):  # type: ig
     engines lazily (or fail); each model now has a profile over its own inputs."""
     import onnx
 
-    from w2sd.engines.cpu import model_sources
-    from w2sd.engines.tensorrt import model_kind, model_options
+    from engines.cpu import model_sources
+    from engines.tensorrt import model_kind, model_options
     from w2sd.manifest import load_manifest
 
     base = zoo.pipeline(family, 1)
@@ -507,7 +507,7 @@ def _ctx_model(path: Path, cache_context: str, embed_mode: int = 0) -> None:
 def test_context_models_name_their_engines_relative_to_themselves(tmp_path):  # type: ignore[no-untyped-def]
     import onnx
 
-    from w2sd.engines.tensorrt import check_context_model
+    from engines.tensorrt import check_context_model
 
     root = tmp_path / "engine"
     trt = root / "tensorrt"
@@ -535,7 +535,7 @@ def test_context_models_name_their_engines_relative_to_themselves(tmp_path):  # 
     ],
 )
 def test_context_models_that_could_not_load_are_refused(tmp_path, context, message):  # type: ignore[no-untyped-def]
-    from w2sd.engines.tensorrt import check_context_model
+    from engines.tensorrt import check_context_model
 
     (tmp_path / "tensorrt").mkdir()
     ctx = tmp_path / "tensorrt" / "unet0_ctx.onnx"

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from conftest import _record, assert_images_match, assert_latents_close, relative_diff
+from engines.openvino import choose_precision
 from w2sd import InvalidArgumentError
-from w2sd.bench.runner import image_psnr_db
 from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
-from w2sd.engines.openvino import choose_precision
 from w2sd.latents import initial_latents
 from w2sd.ort_library import openvino_cache_support, openvino_library
+from w2sd_bench.runner import image_psnr_db
 
 SCENARIO = Path(__file__).with_name("openvino_scenario.py")
 MIN_PSNR_DB = 30.0  # spec: reduced precision on CPU
@@ -193,7 +193,7 @@ def test_cache_only_where_openvino_can_read_it_back(tmp_path):  # type: ignore[n
 def test_default_unet_shapes_follow_the_roles(engine_dir):  # type: ignore[no-untyped-def]
     """Compiled while loading: each UNet at the default size, batch 2 for a guided role and
     batch 1 for one whose guidance is 1 (its conditional pass alone)."""
-    from w2sd.engines.openvino import default_unet_shapes
+    from engines.openvino import default_unet_shapes
     from w2sd.manifest import load_manifest
     from w2sd.native import core
 

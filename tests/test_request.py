@@ -79,7 +79,7 @@ def test_request_object_and_keywords_are_one_route(runtime):  # type: ignore[no-
 def test_every_cli_flag_comes_from_the_request():  # type: ignore[no-untyped-def]
     """`w2sd sample --help` lists every flag the request declares, with its help."""
     out = subprocess.run(
-        [sys.executable, "-m", "w2sd", "sample", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "w2sd_cli", "sample", "--help"], capture_output=True, text=True
     ).stdout
     flagged = [f for f in dataclasses.fields(SampleRequest) if f.metadata.get("flag")]
     assert len(flagged) >= 15
@@ -90,8 +90,8 @@ def test_every_cli_flag_comes_from_the_request():  # type: ignore[no-untyped-def
 def test_missing_pooled_embeddings_are_refused_by_the_core(zoo):  # type: ignore[no-untyped-def]
     """check_conditioning runs in Engine::run_loop for every loop strategy (host and
     device): an SDXL request without pooled embeddings is an error, not a null read."""
-    from w2sd.engines.build import build_engine
-    from w2sd.export.engine_export import ExportOptions, export_engine
+    from engines.build import build_engine
+    from export.engine_export import ExportOptions, export_engine
 
     base = zoo.pipeline("sdxl", 1)
     out = zoo.root / "engines" / "sdxl-pooled-check"

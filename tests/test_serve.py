@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from w2sd import InvalidArgumentError, W2SDRuntime
-from w2sd.client import ServerError, W2SDClient
+from w2sd_serve.client import ServerError, W2SDClient
 
 PROMPT = "a red bicycle"
 FAST = {"num_inference_steps": 6, "reflection_steps": 2}
@@ -45,7 +45,16 @@ class Server:
         # A file, not a pipe: a full pipe would stall the server. Closed in stop().
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "w2sd", "serve", str(engine), "--port", str(self.port), *args],
+            [
+                sys.executable,
+                "-m",
+                "w2sd_cli",
+                "serve",
+                str(engine),
+                "--port",
+                str(self.port),
+                *args,
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -298,9 +307,9 @@ def test_official_openai_client_gets_an_image(server):  # type: ignore[no-untype
 
 def test_internal_error_is_a_500_and_the_server_keeps_serving(engine_dir):  # type: ignore[no-untyped-def]
     """In process (ASGI transport): one failing runtime call, then a normal one."""
-    from w2sd.serve.app import create_app
-    from w2sd.serve.schema import Limits
-    from w2sd.serve.service import ImageService, ServiceSettings
+    from w2sd_serve.app import create_app
+    from w2sd_serve.schema import Limits
+    from w2sd_serve.service import ImageService, ServiceSettings
 
     runtime = W2SDRuntime(engine_dir)
     service = ImageService(runtime, ServiceSettings())

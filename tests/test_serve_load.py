@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from w2sd.serve.loadtest import memory_growth, queue_bound
+from w2sd_serve.loadtest import memory_growth, queue_bound
 
 
 @pytest.mark.slow

@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from w2sd.errors import InvalidArgumentError
-from w2sd.evaluate import load_scorer, mean_ci
-from w2sd.shapes import models_dir, parse_prompt, render, sample_scenes, score_images
-from w2sd.shapes.render import Scene
-
-REPO = Path(__file__).resolve().parent.parent
+from w2sd_studies.evaluate import load_scorer, mean_ci
+from w2sd_studies.shapes import models_dir, parse_prompt, render, sample_scenes, score_images
+from w2sd_studies.shapes.render import Scene
 
 
 def _rendered(n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -83,8 +80,8 @@ def test_mean_ci_is_the_normal_interval() -> None:
     "spec, words",
     [
         ("nocolon", "module:function"),
-        ("w2sd.shapes:missing", "cannot load"),
-        ("w2sd.shapes:SHAPES", "not callable"),
+        ("w2sd_studies.shapes:missing", "cannot load"),
+        ("w2sd_studies.shapes:SHAPES", "not callable"),
     ],
 )
 def test_load_scorer_errors(spec, words):  # type: ignore[no-untyped-def]
@@ -100,7 +97,8 @@ def test_training_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-
         proc = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "scripts" / "train_shapes.py"),
+                "-m",
+                "w2sd_studies.shapes.train",
                 "--out",
                 str(out),
                 "--images",
@@ -130,7 +128,7 @@ def test_training_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-
 
 @pytest.fixture(scope="module")
 def shapes_engine(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from w2sd.demos import shapes_engine
+    from w2sd_studies.demos import shapes_engine
 
     return shapes_engine(tmp_path_factory.mktemp("shapes"), log=lambda m: None)
 
@@ -148,7 +146,7 @@ def test_eval_cli_with_a_custom_scorer(shapes_engine, tmp_path):  # type: ignore
         [
             sys.executable,
             "-m",
-            "w2sd",
+            "w2sd_cli",
             "eval",
             str(shapes_engine),
             "--prompts",
@@ -188,7 +186,7 @@ def test_eval_cli_with_a_custom_scorer(shapes_engine, tmp_path):  # type: ignore
 
 
 def test_eval_default_scorer_scores_generated_images(shapes_engine, tmp_path):  # type: ignore[no-untyped-def]
-    from w2sd.evaluate import EvalOptions, evaluate
+    from w2sd_studies.evaluate import EvalOptions, evaluate
 
     prompts = (models_dir().parent / "prompts.txt").read_text().split("\n")
     result = evaluate(

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import w2sd
 from w2sd import _core
 
-STUB = Path(_core.__file__).with_name("_core.pyi")
+# Beside the package's Python files (the extension itself may live elsewhere: editable installs).
+STUB = Path(w2sd.__file__).with_name("_core.pyi")
 
 
 def _stub_functions() -> dict[str, ast.FunctionDef]:

@@ -1,7 +1,0 @@
-"""``python -m w2sd`` is the ``w2sd`` command."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
