@@ -18,8 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from w2sd import errors
-from w2sd.errors import InvalidArgumentError, W2SDError
+from w2sd.errors import InvalidArgumentError, W2SDError, from_record, to_record
 from w2sd.manifest import load_manifest
 
 from .cpu import build_cpu
@@ -101,10 +100,7 @@ def _build_in_child(
     if result is not None and "entry" in result and code == 0:
         return dict(result["entry"])
     if result is not None and "error" in result:
-        cls = getattr(errors, str(result["error"]), W2SDError)
-        if not (isinstance(cls, type) and issubclass(cls, W2SDError)):
-            cls = W2SDError
-        raise cls(str(result["message"]))
+        raise from_record(result)
     raise W2SDError(
         f"building backend {backend!r} failed in its build process (exit {code}):\n"
         f"{''.join(tail).strip()}"
@@ -125,7 +121,7 @@ def _child_main(argv: list[str]) -> int:
             max_batch=args.max_batch,
         )
     except W2SDError as e:
-        print(RESULT_PREFIX + json.dumps({"error": type(e).__name__, "message": str(e)}))
+        print(RESULT_PREFIX + json.dumps(to_record(e)))
         return 2
     print(RESULT_PREFIX + json.dumps({"entry": entry}, default=str))
     return 0

@@ -116,7 +116,8 @@ def create_app(service: ImageService, limits: Limits, api_key: str | None = None
             # The body sets height and width through "size".
             param = "size" if e.param in ("height", "width") else e.param
             return _error(400, str(e), "invalid_request_error", param)
-        return _error(500, f"internal error: {type(e).__name__}: {e}", "server_error")
+        param = e.param if isinstance(e, W2SDError) else None
+        return _error(500, f"internal error: {type(e).__name__}: {e}", "server_error", param)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> Any:
