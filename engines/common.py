@@ -75,3 +75,14 @@ def build_converted(
     manifest.record_build(backend, entry)
     log(f"built backend '{backend}' in {final}")
     return entry
+
+
+def model_sources(manifest: Manifest) -> dict[str, str]:
+    """name -> exported ONNX file (relative) for every model the runtime loads."""
+    spec = manifest.spec
+    sources = {f"unet{i}": u.file for i, u in enumerate(spec.unets)}
+    for i, enc in enumerate(spec.text.encoders if spec.text is not None else []):
+        sources[f"text_encoder{i}"] = enc.file
+    if spec.models.vae_decoder is not None:
+        sources["vae_decoder"] = spec.models.vae_decoder.file
+    return sources

@@ -15,21 +15,10 @@ from typing import Any
 
 from w2sd.manifest import Manifest
 
-from .common import build_converted
+from .common import build_converted, model_sources
 
 BACKEND = "cpu"
 SAVED_LEVEL = "extended"
-
-
-def model_sources(manifest: Manifest) -> dict[str, str]:
-    """name -> exported ONNX file (relative) for every model the runtime loads."""
-    spec = manifest.spec
-    sources = {f"unet{i}": u.file for i, u in enumerate(spec.unets)}
-    for i, enc in enumerate(spec.text.encoders if spec.text is not None else []):
-        sources[f"text_encoder{i}"] = enc.file
-    if spec.models.vae_decoder is not None:
-        sources["vae_decoder"] = spec.models.vae_decoder.file
-    return sources
 
 
 def _optimize(src: Path, dst: Path) -> None:

@@ -16,22 +16,10 @@ from typing import Any
 
 from w2sd.manifest import Manifest
 
-from .common import build_converted
-from .cpu import model_sources
-from .fp16 import convert_fp16, copy_fp32, vae_keeps_fp32
+from .common import build_converted, model_sources
+from .fp16 import convert_fp16, copy_fp32, model_precisions
 
 BACKEND = "cuda"
-
-
-def model_precisions(manifest: Manifest) -> dict[str, str]:
-    """name -> "fp16" or "fp32" for every model this backend builds."""
-    spec = manifest.spec
-    vae = spec.models.vae_decoder
-    vae_fp32 = vae is not None and vae_keeps_fp32(spec.family, vae.force_upcast)
-    return {
-        name: "fp32" if name == "vae_decoder" and vae_fp32 else "fp16"
-        for name in model_sources(manifest)
-    }
 
 
 def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> dict[str, Any]:

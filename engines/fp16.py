@@ -24,6 +24,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from w2sd.manifest import Manifest
+
+from .common import model_sources
+
 # Inputs whose sinusoidal embeddings stay float32.
 EMBEDDED_INPUTS = ("timestep", "time_ids")
 # Where an embedding ends: its first learned linear layer (which runs in fp16).
@@ -205,3 +209,14 @@ def copy_fp32(src: Path, dst: Path) -> int:
 
     _save(onnx.load(str(src), load_external_data=True), dst)
     return 0
+
+
+def model_precisions(manifest: Manifest) -> dict[str, str]:
+    """name -> "fp16" or "fp32" for every model this backend builds."""
+    spec = manifest.spec
+    vae = spec.models.vae_decoder
+    vae_fp32 = vae is not None and vae_keeps_fp32(spec.family, vae.force_upcast)
+    return {
+        name: "fp32" if name == "vae_decoder" and vae_fp32 else "fp16"
+        for name in model_sources(manifest)
+    }

@@ -27,7 +27,7 @@ from w2sd.errors import BackendError, InvalidArgumentError
 from w2sd.manifest import Manifest
 from w2sd.ort_library import find_ort_library, openvino_cache_support
 
-from .cpu import model_sources
+from .common import model_sources
 
 BACKEND = "openvino"
 PRECISIONS = ("bf16", "fp32")

@@ -27,9 +27,8 @@ from typing import Any
 from w2sd.errors import BackendError, EngineDirError
 from w2sd.manifest import Manifest
 
-from .common import artifacts_under, replace_dir
-from .cpu import model_sources
-from .cuda import model_precisions
+from .common import artifacts_under, model_sources, replace_dir
+from .fp16 import model_precisions
 
 BACKEND = "tensorrt"
 CACHE_DIR = "cache"  # engines, relative to the context models' directory (tensorrt/)

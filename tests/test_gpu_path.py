@@ -462,7 +462,7 @@ def test_tensorrt_profiles_name_each_models_own_inputs(zoo, family):  # type: ig
     engines lazily (or fail); each model now has a profile over its own inputs."""
     import onnx
 
-    from engines.cpu import model_sources
+    from engines.common import model_sources
     from engines.tensorrt import model_kind, model_options
     from w2sd.manifest import load_manifest
 

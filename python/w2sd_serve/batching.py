@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -36,50 +36,54 @@ class BatchJob:
         return self.plan.batch
 
 
+# The fields in which members of one batch may differ: each member's texts, its seed or
+# latents and its callback. Every other field of SampleRequest (and of any field added to
+# it later) must be equal for requests to merge, and the merged request takes it from them.
+TEXT_FIELDS = ("prompt", "negative_prompt") + tuple(
+    f"{role}_{kind}" for role in ROLES for kind in ("prompt", "negative_prompt")
+)
+PER_MEMBER_FIELDS = frozenset((*TEXT_FIELDS, "seed", "latents", "callback"))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes())
+    return value
+
+
 def merge_key(plan: ResolvedRequest) -> tuple[Any, ...]:
-    """Requests with equal keys can run as one batch."""
-    reflection = plan.reflection if isinstance(plan.reflection, int) else tuple(plan.reflection)
-    return (
-        plan.num_inference_steps,
-        reflection,
-        plan.inversion,
-        tuple(plan.guidance[r] for r in ROLES),
-        tuple(plan.lora_scales[r] for r in ROLES),
-        plan.height,
-        plan.width,
-        plan.request.output_type,
-        tuple(plan.negative_prompts[r] is None for r in ROLES),
+    """Requests with equal keys can run as one batch: every field that is not a member's own
+    is equal (derived from the request type, so a new field is covered by itself), the same
+    text fields are unset, and the latents have the same shape per image."""
+    request = plan.request
+    shared = tuple(
+        (f.name, _hashable(getattr(request, f.name)))
+        for f in fields(request)
+        if f.name not in PER_MEMBER_FIELDS
     )
+    unset = tuple(getattr(request, name) is None for name in TEXT_FIELDS)
+    return (type(request), shared, unset, plan.latents.shape[1:])
 
 
 def merged_request(jobs: list[BatchJob]) -> SampleRequest:
-    """One request for every member: their texts and latents concatenated."""
+    """One request for every member: the first member's request with the texts and latents
+    of all of them (the other fields are equal: merge_key)."""
     plans = [j.plan for j in jobs]
-    first = plans[0]
 
     def cat(get: Callable[[ResolvedRequest], list[str] | None]) -> tuple[str, ...] | None:
         parts = [get(p) for p in plans]
         return None if parts[0] is None else tuple(t for part in parts for t in part or [])
 
-    texts: dict[str, Any] = {}
+    texts: dict[str, Any] = {"prompt": cat(lambda p: p.prompts["strong"]), "negative_prompt": None}
     for role in ROLES:
         texts[f"{role}_prompt"] = cat(lambda p, r=role: p.prompts[r])  # type: ignore[misc]
         texts[f"{role}_negative_prompt"] = cat(lambda p, r=role: p.negative_prompts[r])  # type: ignore[misc]
-    return SampleRequest(
-        prompt=cat(lambda p: p.prompts["strong"]),
-        num_inference_steps=first.num_inference_steps,
-        reflection_steps=first.reflection,
-        inversion=first.inversion,
-        strong_guidance=first.guidance["strong"],
-        weak_guidance=first.guidance["weak"],
-        denoiser_guidance=first.guidance["denoiser"],
-        strong_lora_scale=first.lora_scales["strong"],
-        weak_lora_scale=first.lora_scales["weak"],
-        denoiser_lora_scale=first.lora_scales["denoiser"],
-        latents=np.concatenate([p.latents for p in plans]),
-        output_type=first.request.output_type,
-        **texts,
-    )
+    latents = np.concatenate([p.latents for p in plans])
+    return replace(plans[0].request, **texts, seed=None, latents=latents, callback=None)
 
 
 def run_merged(run: Callable[[SampleRequest], SampleResult], jobs: list[BatchJob]) -> list[Any]:
