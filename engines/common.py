@@ -86,3 +86,8 @@ def model_sources(manifest: Manifest) -> dict[str, str]:
     if spec.models.vae_decoder is not None:
         sources["vae_decoder"] = spec.models.vae_decoder.file
     return sources
+
+
+def model_kind(name: str) -> str:
+    """'unet0' -> 'unet', 'text_encoder1' -> 'text_encoder', 'vae_decoder'."""
+    return name.rstrip("0123456789")

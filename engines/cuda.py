@@ -5,10 +5,18 @@ the kernels stay fp32; ONNX Runtime casts at the graph boundary). The timestep
 embeddings and attention softmax stay float32 inside the fp16 graph, and the VAE decoder
 stays float32 where the pipeline needs it (``fp16.py``). Runs on any machine (a graph
 transform); sampling needs a CUDA device.
+
+Before fp16, every model is fused by ONNX Runtime's own SD optimizer (``sd_fusion.py``:
+MultiHeadAttention, GroupNorm, BiasSplitGelu, NhwcConv, ...); the fused attention
+kernels accumulate in float32, so only the timestep embeddings stay float32 islands,
+and a v-prediction SD 2.x UNet keeps its attention float32 (its scores overflow fp16
+attention kernels: black images). The fused-operator counts are recorded per model, and
+a UNet whose attentions were not all fused is refused.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +24,9 @@ from typing import Any
 
 from w2sd.manifest import Manifest
 
-from .common import build_converted, model_sources
+from .common import build_converted, model_kind, model_sources
 from .fp16 import convert_fp16, copy_fp32, model_precisions
+from .sd_fusion import check_unet_fusion, fuse_model
 
 BACKEND = "cuda"
 
@@ -27,12 +36,23 @@ def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> 
     it in the manifest."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     precisions = model_precisions(manifest)
+    fp32_attention = attention_keeps_fp32(manifest)
     kept: dict[str, int] = {}
+    fused: dict[str, dict[str, int]] = {}
 
     def convert(src: Path, dst: Path) -> None:
-        name = dst.parent.name
-        fn = convert_fp16 if precisions[name] == "fp16" else copy_fp32
-        kept[name] = fn(src, dst)
+        name, kind = dst.parent.name, model_kind(dst.parent.name)
+        staged = dst.parent.with_name(f"{name}.fused") / "model.onnx"
+        try:
+            fused[name] = fuse_model(src, staged, kind)
+            if kind == "unet":
+                check_unet_fusion(name, fused[name])
+            if precisions[name] == "fp16":
+                kept[name] = convert_fp16(staged, dst, fp32_attention and kind == "unet")
+            else:
+                kept[name] = copy_fp32(staged, dst)
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
 
     return build_converted(
         manifest,
@@ -44,5 +64,14 @@ def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> 
         precision="fp16",
         model_precision=precisions,
         fp32_nodes=kept,
+        fused_ops=fused,
+        fp32_attention=fp32_attention,
         io="float32",
     )
+
+
+def attention_keeps_fp32(manifest: Manifest) -> bool:
+    """A v-prediction SD 2.x UNet (``upcast_attention`` in diffusers) keeps its fused
+    attention in float32."""
+    spec = manifest.spec
+    return spec.family == "sd" and spec.scheduler.prediction_type == "v_prediction"

@@ -179,23 +179,37 @@ def with_value_types(src: Path) -> Any:
     import onnx
 
     model = onnx.load(str(src), load_external_data=False)
-    model = onnx.shape_inference.infer_shapes(model)
+    if any(n.domain == "com.microsoft" for n in model.graph.node):
+        # ONNX Runtime's fused operators: only its own shape inference knows them.
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    else:
+        model = onnx.shape_inference.infer_shapes(model)
     onnx.load_external_data_for_model(model, str(src.parent))
     return model
 
 
-def convert_fp16(src: Path, dst: Path) -> int:
+# ONNX Runtime's fused attention operators (sd_fusion.py).
+FUSED_ATTENTION_OPS = ["MultiHeadAttention", "Attention"]
+
+
+def convert_fp16(src: Path, dst: Path, fp32_attention: bool = False) -> int:
     """Write `src` with fp16 weights and arithmetic (float32 inputs and outputs) to `dst`,
-    keeping ``fp32_nodes`` in float32; returns how many nodes were kept."""
+    keeping ``fp32_nodes`` (and, with `fp32_attention`, fused attention operators) in
+    float32; returns how many nodes were kept."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = with_value_types(src)
     keep = fp32_nodes(model.graph)
+    attention = FUSED_ATTENTION_OPS if fp32_attention else []
+    blocked = list(DEFAULT_OP_BLOCK_LIST) + attention
+    keep |= {n.name for n in model.graph.node if n.op_type in attention}
     model16 = convert_float_to_float16(
         model,
         keep_io_types=True,
         disable_shape_infer=True,  # done above, on any size
-        op_block_list=list(DEFAULT_OP_BLOCK_LIST),
+        op_block_list=blocked,
         node_block_list=sorted(keep),
     )
     drop_fp16_round_trips(model16.graph)

@@ -27,7 +27,7 @@ from typing import Any
 from w2sd.errors import BackendError, EngineDirError
 from w2sd.manifest import Manifest
 
-from .common import artifacts_under, model_sources, replace_dir
+from .common import artifacts_under, model_kind, model_sources, replace_dir
 from .fp16 import model_precisions
 
 BACKEND = "tensorrt"
@@ -99,11 +99,6 @@ def vae_decoder_profiles(manifest: Manifest, max_batch: int) -> dict[str, str]:
         "max": (max_batch, img.max_size),
     }
     return {kind: _profile({name: [b, c, px // f, px // f]}) for kind, (b, px) in sizes.items()}
-
-
-def model_kind(name: str) -> str:
-    """'unet0' -> 'unet', 'text_encoder1' -> 'text_encoder', 'vae_decoder'."""
-    return name.rstrip("0123456789")
 
 
 def model_options(manifest: Manifest, max_batch: int) -> dict[str, dict[str, str]]:

@@ -211,39 +211,9 @@ class SampleRequest:
                 width=latents.shape[3],
             )
 
-        strong = self.strong_guidance
-        guidance = {
-            "strong": engine.role("strong").guidance if strong is None else strong,
-            "weak": engine.role("weak").guidance
-            if self.weak_guidance is None
-            else self.weak_guidance,
-            "denoiser": self.denoiser_guidance
-            if self.denoiser_guidance is not None
-            else strong
-            if strong is not None
-            else engine.role("denoiser").guidance,
-        }
         prompts = self.prompts
-        role_prompts: dict[str, list[str]] = {}
-        role_negatives: dict[str, list[str] | None] = {}
-        for role in ROLES:
-            p = getattr(self, f"{role}_prompt")
-            n = getattr(self, f"{role}_negative_prompt")
-            n = self.negative_prompt if n is None else n
-            role_prompts[role] = prompts if p is None else _broadcast(p, len(prompts))
-            role_negatives[role] = None if n is None else _broadcast(n, len(prompts))
-        lora_scales: dict[str, float | None] = {}
-        for role in ROLES:
-            name = f"{role}_lora_scale"
-            asked = getattr(self, name)
-            if asked is not None and engine.lora_input(role) is None:
-                raise InvalidArgumentError(
-                    f"{name}: this engine's {role} UNet takes no LoRA scale (no LoRA, or one "
-                    f"fused at export); export with --{role}-lora FILE:SCALE --lora-mode input "
-                    "to choose the scale per request",
-                    param=name,
-                )
-            lora_scales[role] = engine.role(role).lora_scale if asked is None else asked
+        role_prompts, role_negatives = self._role_texts(prompts)
+        guidance, lora_scales = self._guidance(engine), self._lora_scales(engine)
         latents, seed = self._initial_latents(engine, len(prompts))
         f = engine.vae_scale_factor
         return ResolvedRequest(
@@ -263,6 +233,52 @@ class SampleRequest:
             height=latents.shape[2] * f,
             width=latents.shape[3] * f,
         )
+
+    def _guidance(self, engine: EngineManifest) -> dict[str, float]:
+        """Per role: the request's guidance, else the engine's (the denoiser follows an asked
+        strong guidance)."""
+        strong = self.strong_guidance
+        return {
+            "strong": engine.role("strong").guidance if strong is None else strong,
+            "weak": engine.role("weak").guidance
+            if self.weak_guidance is None
+            else self.weak_guidance,
+            "denoiser": self.denoiser_guidance
+            if self.denoiser_guidance is not None
+            else strong
+            if strong is not None
+            else engine.role("denoiser").guidance,
+        }
+
+    def _role_texts(
+        self, prompts: list[str]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str] | None]]:
+        """Per role: its prompts and negative prompts (None: "" or zeros), one per image."""
+        role_prompts: dict[str, list[str]] = {}
+        role_negatives: dict[str, list[str] | None] = {}
+        for role in ROLES:
+            p = getattr(self, f"{role}_prompt")
+            n = getattr(self, f"{role}_negative_prompt")
+            n = self.negative_prompt if n is None else n
+            role_prompts[role] = prompts if p is None else _broadcast(p, len(prompts))
+            role_negatives[role] = None if n is None else _broadcast(n, len(prompts))
+        return role_prompts, role_negatives
+
+    def _lora_scales(self, engine: EngineManifest) -> dict[str, float | None]:
+        """Per role: the asked LoRA scale, else the engine's; refused for a UNet without one."""
+        lora_scales: dict[str, float | None] = {}
+        for role in ROLES:
+            name = f"{role}_lora_scale"
+            asked = getattr(self, name)
+            if asked is not None and engine.lora_input(role) is None:
+                raise InvalidArgumentError(
+                    f"{name}: this engine's {role} UNet takes no LoRA scale (no LoRA, or one "
+                    f"fused at export); export with --{role}-lora FILE:SCALE --lora-mode input "
+                    "to choose the scale per request",
+                    param=name,
+                )
+            lora_scales[role] = engine.role(role).lora_scale if asked is None else asked
+        return lora_scales
 
     def _unconditional_latents(self, engine: EngineManifest) -> np.ndarray:
         """Check a request for an unconditional denoiser engine; return its latents."""

@@ -129,7 +129,8 @@ def write_tiny_clip_tokenizer(
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
-def _tokenizer_ids(folder: Path) -> tuple[int, int, int]:
+def tokenizer_ids(folder: Path) -> tuple[int, int, int]:
+    """(bos, eos, vocabulary size) of a CLIP tokenizer folder."""
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     return vocab["<|startoftext|>"], vocab["<|endoftext|>"], len(vocab)
 
@@ -137,7 +138,7 @@ def _tokenizer_ids(folder: Path) -> tuple[int, int, int]:
 def _tiny_text_config(tok_dir: Path, projection_dim: int = TEXT_HIDDEN) -> Any:
     from transformers import CLIPTextConfig
 
-    bos, eos, vocab_size = _tokenizer_ids(tok_dir)
+    bos, eos, vocab_size = tokenizer_ids(tok_dir)
     return CLIPTextConfig(
         bos_token_id=bos,
         eos_token_id=eos,
@@ -191,7 +192,8 @@ def _tiny_unet(seed: int, **config: Any) -> Any:
     )
 
 
-def _tiny_ddim(prediction_type: str = "epsilon") -> Any:
+def sd_ddim_scheduler(prediction_type: str = "epsilon") -> Any:
+    """SD 1.x/SDXL's DDIM scheduler settings (v_prediction: SD 2.x's)."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
@@ -248,7 +250,7 @@ def build_tiny_sd_pipeline(
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=_tiny_ddim("v_prediction" if sd2 else "epsilon"),
+        scheduler=sd_ddim_scheduler("v_prediction" if sd2 else "epsilon"),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -296,7 +298,7 @@ def build_tiny_sdxl_pipeline(
         tokenizer=CLIPTokenizer.from_pretrained(out / "tokenizer"),
         tokenizer_2=CLIPTokenizer.from_pretrained(out / "tokenizer_2"),
         unet=unet,
-        scheduler=_tiny_ddim(),
+        scheduler=sd_ddim_scheduler(),
         force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(out, safe_serialization=True)

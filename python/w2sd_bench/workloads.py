@@ -102,11 +102,11 @@ def build_sd15_random(out: Path, seed: int = 0, image_size: int = 256) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .tiny_models import _tiny_ddim, _tokenizer_ids, write_tiny_clip_tokenizer
+    from .tiny_models import sd_ddim_scheduler, tokenizer_ids, write_tiny_clip_tokenizer
 
     _log(f"building an SD 1.5-architecture model (random weights, seed {seed}) in {out}")
     write_tiny_clip_tokenizer(out / "tokenizer")
-    bos, eos, _ = _tokenizer_ids(out / "tokenizer")
+    bos, eos, _ = tokenizer_ids(out / "tokenizer")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=image_size // 8)
     torch.manual_seed(seed + 1)
@@ -125,7 +125,7 @@ def build_sd15_random(out: Path, seed: int = 0, image_size: int = 256) -> Path:
         )
     )
     vae = _sd_vae(seed + 2, sample_size=image_size, scaling_factor=0.18215)
-    scheduler = _tiny_ddim()  # SD 1.5's and SDXL's DDIM settings
+    scheduler = sd_ddim_scheduler()  # SD 1.5's and SDXL's DDIM settings
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -157,12 +157,12 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
         CLIPTokenizer,
     )
 
-    from .tiny_models import _tiny_ddim, _tokenizer_ids, write_tiny_clip_tokenizer
+    from .tiny_models import sd_ddim_scheduler, tokenizer_ids, write_tiny_clip_tokenizer
 
     _log(f"building the sdxl-arch model (random weights, seed {seed}) in {out}")
     write_tiny_clip_tokenizer(out / "tokenizer")
     write_tiny_clip_tokenizer(out / "tokenizer_2", pad_token="!")
-    bos, eos, _ = _tokenizer_ids(out / "tokenizer")
+    bos, eos, _ = tokenizer_ids(out / "tokenizer")
 
     def text_config(hidden: int, layers: int, heads: int, act: str) -> CLIPTextConfig:
         return CLIPTextConfig(
@@ -199,7 +199,7 @@ def build_sdxl_random(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed + 2)
     text_encoder_2 = CLIPTextModelWithProjection(text_config(1280, 32, 20, "gelu"))
     vae = _sd_vae(seed + 3, sample_size=1024, scaling_factor=0.13025)
-    scheduler = _tiny_ddim()  # SD 1.5's and SDXL's DDIM settings
+    scheduler = sd_ddim_scheduler()  # SD 1.5's and SDXL's DDIM settings
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
