@@ -24,16 +24,23 @@ def table(result: dict[str, Any]) -> str:
         f"cpu: {r['machine'].get('cpu', '?')} | isa: {' '.join(r['machine'].get('isa_flags', []))}"
         + (f" | gpu: {r['machine']['gpu']['name']}" if r["machine"].get("gpu") else ""),
         "",
-        f"{'system':<14} {'e2e median':>10} {'min':>8} {'max':>8} {'text':>8} {'loop':>8} "
-        f"{'vae':>8} {'peak RSS':>9} {'speedup':>8}",
+        f"{'system':<18} {'e2e median':>10} {'min':>8} {'max':>8} {'text':>8} {'loop':>8} "
+        f"{'vae':>8} {'UNet call':>9} {'peak RSS':>9} {'speedup':>8}",
     ]
+
+    def seconds(value: float | None, width: int) -> str:
+        return "-".rjust(width + 1) if value is None else f"{value:>{width}.3f}s"
+
     for name, row in _rows(r):
         e, st = row["e2e_s"], row["stages_s"]
         speed = "1.00x" if row is r else f"{row['speedup']:.2f}x"
+        call = row.get("unet_call_s")
         lines.append(
-            f"{name:<14} {e['median']:>9.3f}s {e['min']:>7.3f}s {e['max']:>7.3f}s "
-            f"{st['text_encode']:>7.3f}s {st['loop']:>7.3f}s {st['vae_decode']:>7.3f}s "
-            f"{row['peak_rss_bytes'] / 2**30:>6.2f}GiB {speed:>8}"
+            f"{name:<18} {e['median']:>9.3f}s {e['min']:>7.3f}s {e['max']:>7.3f}s "
+            f"{seconds(st.get('text_encode'), 7)} {seconds(st.get('loop'), 7)} "
+            f"{seconds(st.get('vae_decode'), 7)} "
+            + ("-".rjust(9) if call is None else f"{call * 1e3:>7.2f}ms")
+            + f" {row['peak_rss_bytes'] / 2**30:>6.2f}GiB {speed:>8}"
         )
     device = [(n, row["peak_device_bytes"]) for n, row in _rows(r) if "peak_device_bytes" in row]
     if device:

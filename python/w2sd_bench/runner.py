@@ -24,7 +24,13 @@ from w2sd.manifest import ROLES, Manifest, load_manifest
 
 from .workloads import WORKLOADS, prepare
 
-BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+# The peers per kind of backend (../shared/PERF-PROTOCOL.md). On a GPU the reference loop
+# ("diffusers", fp32) is the precision oracle; diffusers' own fp16 pipeline, plain and with
+# torch.compile, are the speed peers.
+CPU_BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+GPU_BASELINES = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
+BASELINES = tuple(dict.fromkeys(CPU_BASELINES + GPU_BASELINES))
+PIPELINE_PEERS = ("diffusers-pipeline", "diffusers-compile")
 # ISA flags that decide what a CPU can do fast (reported with every result).
 ISA_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
 PROMPT = "a red bicycle in front of a house, photo"
@@ -52,11 +58,11 @@ def default_baselines(backend: str) -> tuple[tuple[str, ...], dict[str, str]]:
     without bf16 instructions, where torch emulates bf16 (a UNet call takes ~40x its fp32
     time): ask for it by name to run it anyway."""
     if backend in ("cuda", "tensorrt"):
-        return BASELINES, {}
+        return GPU_BASELINES, {}
     fast, why = bf16_support()
     if fast:
-        return BASELINES, {}
-    return tuple(b for b in BASELINES if b != "diffusers-bf16"), {"diffusers-bf16": why}
+        return CPU_BASELINES, {}
+    return tuple(b for b in CPU_BASELINES if b != "diffusers-bf16"), {"diffusers-bf16": why}
 
 
 def default_cache_dir() -> Path:
@@ -246,6 +252,19 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             if found is None:
                 absent[b] = "the engine's source folders are gone"
                 log(f"bench: skipping {b} ({absent[b]})")
+                continue
+            if b in PIPELINE_PEERS:
+                if any(found[1].values()):
+                    absent[b] = "diffusers' pipeline peers run no LoRA"
+                    log(f"bench: skipping {b} ({absent[b]})")
+                    continue
+                systems[b] = {
+                    **base,
+                    "kind": "diffusers-pipeline",
+                    "sources": found[0],
+                    "compile": b == "diffusers-compile",
+                    "pipeline_steps": steps + 2 * reflection,
+                }
                 continue
             systems[b] = {
                 **base,

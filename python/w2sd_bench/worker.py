@@ -2,7 +2,8 @@
 
 Prints one JSON object (the measurement) on the last line of stdout. Kinds:
 ``runtime`` (the C++ runtime; also plain DDIM with T + 2λ steps), ``ort-python``,
-``diffusers`` and ``peak`` (this machine's fp32 matmul GFLOP/s).
+``diffusers`` (the reference loop), ``diffusers-pipeline`` (diffusers' own pipeline, plain
+or compiled: ``peers.py``) and ``peak`` (this machine's fp32 matmul GFLOP/s).
 """
 
 from __future__ import annotations
@@ -244,10 +245,18 @@ def run_peak(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_diffusers_pipeline(cfg: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' own pipeline (``diffusers-pipeline``; ``compile``: ``diffusers-compile``)."""
+    from .peers import run_pipeline
+
+    return {**run_pipeline(cfg, _measure, _summary), "peak_rss_bytes": _peak_rss()}
+
+
 KINDS = {
     "runtime": run_runtime,
     "ort-python": run_ort_python,
     "diffusers": run_diffusers,
+    "diffusers-pipeline": run_diffusers_pipeline,
     "peak": run_peak,
 }
 

@@ -39,10 +39,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--baselines",
         default=None,
-        help="comma-separated: diffusers (fp32), diffusers-bf16 (torch.autocast bf16 on "
-        "CPU; fp16 on a GPU backend), ort-python, ddim (default: all, except "
-        "diffusers-bf16 on a CPU without amx_bf16/avx512_bf16, where torch emulates bf16; "
-        "'' for none)",
+        help="comma-separated: diffusers (the reference loop, fp32), diffusers-bf16 "
+        "(torch.autocast bf16 on CPU), diffusers-pipeline (diffusers' own pipeline in fp16 "
+        "with DDIM at T + 2λ steps), diffusers-compile (the same, UNet under torch.compile), "
+        "ort-python, ddim (default on a CPU: diffusers, diffusers-bf16 where the CPU has "
+        "amx_bf16/avx512_bf16, ort-python, ddim; on a GPU backend: diffusers, "
+        "diffusers-pipeline, diffusers-compile, ort-python, ddim; '' for none)",
     )
     p.add_argument(
         "--concurrency",
