@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# One command for a person on a CUDA machine: install the GPU flavour (onnxruntime-gpu, the
-# NVIDIA CUDA/cuDNN/TensorRT pip libraries, the CUDA extension), then run the GPU tests and
-# the cuda and tensorrt benchmarks on a realistic workload, and write one report.
+# One command for a CUDA machine: install the GPU flavour (onnxruntime-gpu, the CUDA
+# extension), then run the GPU tests and the cuda benchmark with its peers (diffusers'
+# pipeline in fp16, plain and compiled) on a realistic workload, and write one report.
 #
 #   bash scripts/gpu_check.sh [REPORT_DIR]      (default: gpu-report/)
 #
-# Every step runs even if an earlier one fails; the report says which failed and why, and
-# the script exits non-zero if any did. Knobs: W2SD_GPU_WORKLOAD (default gpu-sd15-512),
-# W2SD_GPU_BENCH_ARGS (extra `w2sd bench` arguments, default "--repeat 3").
+# Online, setup comes from the package index (scripts/setup.sh). Offline (a lent machine):
+# W2SD_WHEELS=DIR names the wheels and headers scripts/gpu_wheels.sh prepared and the calls
+# carried there; the venv then sees the machine's own torch (--system-site-packages).
+# Every step runs even if an earlier one fails, while W2SD_GPU_BUDGET_S (default 480) of wall
+# time lasts; the report says which failed and why, and the script exits non-zero if any
+# did. Knobs: W2SD_GPU_WORKLOAD (default gpu-sd15-512), W2SD_GPU_BENCH_ARGS (default
+# "--repeat 3"), W2SD_GPU_SDXL=1 adds the gpu-sdxl-1024 bench when time is left.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-report}
@@ -15,6 +19,7 @@ mkdir -p "$out"
 report=$out/report.md
 venv=${W2SD_VENV:-.venv}
 workload=${W2SD_GPU_WORKLOAD:-gpu-sd15-512}
+budget=${W2SD_GPU_BUDGET_S:-480}
 failed=()
 
 section() { printf '\n## %s\n\n```\n' "$1" >>"$report"; }
@@ -23,7 +28,11 @@ endsection() { printf '```\n' >>"$report"; }
 step() {
   local name=$1
   shift
-  echo "gpu_check: $name" >&2
+  if [ "$SECONDS" -ge "$budget" ]; then
+    failed+=("$name (not run: the ${budget} s budget was spent)")
+    return
+  fi
+  echo "gpu_check: $name (at ${SECONDS} s)" >&2
   section "$name"
   "$@" 2>&1 | tee -a "$report"
   local code=${PIPESTATUS[0]}
@@ -41,7 +50,28 @@ step() {
 } >"$report"
 
 step "nvidia-smi" nvidia-smi
-step "setup (CUDA extension, onnxruntime-gpu)" env W2SD_CUDA=1 W2SD_ORT=gpu bash scripts/setup.sh
+# Offline set-up from carried files: join split wheels, a venv over the machine's own
+# packages, the carried wheels, ONNX Runtime's headers, the extension with CUDA.
+offline_setup() {
+  local w=$W2SD_WHEELS first
+  for first in "$w"/*.split-00; do
+    [ -e "$first" ] || continue
+    cat "${first%.split-00}".split-* >"${first%.split-00}" && rm "${first%.split-00}".split-*
+  done
+  python3 -m venv --system-site-packages "$venv" || return 1
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-index --no-deps \
+    "$w"/*.whl || return 1
+  mkdir -p build && tar -C build -xzf "$w/ort-headers.tgz" || return 1
+  ORT_INCLUDE_DIR=$PWD/build/ort-headers/include/onnxruntime "$venv/bin/python" -m pip install \
+    --disable-pip-version-check -q --no-deps --no-build-isolation \
+    --config-settings=cmake.define.W2SD_WITH_CUDA=ON -e . || return 1
+  echo "cuda=1 ort=gpu" >"$venv/.w2sd-installed"
+}
+if [ -n "${W2SD_WHEELS:-}" ]; then
+  step "setup from carried wheels (CUDA extension, onnxruntime-gpu)" offline_setup
+else
+  step "setup (CUDA extension, onnxruntime-gpu)" env W2SD_CUDA=1 W2SD_ORT=gpu bash scripts/setup.sh
+fi
 
 # The NVIDIA libraries onnxruntime-gpu loads (cuDNN, cuBLAS, ...; TensorRT for --backend
 # tensorrt) from pip, for the CUDA major version the installed wheel was built with. The core
@@ -66,16 +96,23 @@ EOF
   "$venv/bin/python" -m pip install --disable-pip-version-check -q "tensorrt-cu${major}-libs" \
     || echo "TensorRT libraries for CUDA $major not installed: backend tensorrt will say why"
 }
-step "NVIDIA libraries (pip)" nvidia_libs
+[ -n "${W2SD_WHEELS:-}" ] || step "NVIDIA libraries (pip)" nvidia_libs
 step "onnxruntime build" "$venv/bin/python" -c \
   "import onnxruntime as o; print(o.__version__); print(o.get_build_info()); print(o.get_available_providers())"
 step "backends" "$venv/bin/w2sd" info --backends
-step "GPU tests (pytest -m gpu)" "$venv/bin/python" -m pytest -m gpu -v -rA
-for backend in cuda tensorrt; do
-  # shellcheck disable=SC2086
-  step "bench --backend $backend ($workload)" "$venv/bin/w2sd" bench --workload "$workload" \
-    --backend "$backend" ${W2SD_GPU_BENCH_ARGS:---repeat 3} --json "$out/bench-$backend.json"
-done
+step "GPU tests (pytest -m gpu)" env W2SD_EXPECT_CUDA=1 "$venv/bin/python" -m pytest -m gpu -v -rA
+# The runtime (fused fp16 graph) against diffusers' own fp16 pipeline, plain and compiled, and
+# the fp32 reference loop (image PSNR of the same latents: the fused graph's parity).
+peers=diffusers,diffusers-pipeline,diffusers-compile,ddim
+# shellcheck disable=SC2086
+step "bench --backend cuda ($workload)" "$venv/bin/w2sd" bench --workload "$workload" \
+  --backend cuda --baselines "$peers" ${W2SD_GPU_BENCH_ARGS:---repeat 3} \
+  --json "$out/bench-cuda.json"
+if [ "${W2SD_GPU_SDXL:-0}" = 1 ]; then
+  step "bench --backend cuda (gpu-sdxl-1024)" "$venv/bin/w2sd" bench --workload gpu-sdxl-1024 \
+    --backend cuda --baselines diffusers-pipeline --repeat 1 --concurrency 1 \
+    --json "$out/bench-cuda-sdxl.json"
+fi
 
 {
   echo

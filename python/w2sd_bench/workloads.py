@@ -54,6 +54,17 @@ WORKLOADS = {
         "real SD 1.5 architecture, random weights (seed 0), 512x512, T=25, λ=12, condition "
         "gap; the protocol's GPU workload (--backend cuda or tensorrt)",
     ),
+    "gpu-sdxl-1024": Workload(
+        "gpu-sdxl-1024",
+        25,
+        12,
+        1024,
+        1024,
+        7.5,
+        1.0,
+        "real SDXL base architecture, random weights (seed 0), 1024x1024, T=25, λ=12, "
+        "condition gap; the protocol's SDXL GPU workload (about 14 GB to build)",
+    ),
     "sdxl-arch": Workload(
         "sdxl-arch",
         2,
@@ -220,7 +231,7 @@ def build_model(name: str, root: Path) -> tuple[Path, Path]:
 
     if name == "tiny":
         return build_tiny_pair(root / "models")
-    if name == "sdxl-arch":
+    if name in ("sdxl-arch", "gpu-sdxl-1024"):
         model = build_sdxl_random(root / "model")
     else:
         model = build_sd15_random(root / "model", image_size=WORKLOADS[name].height)

@@ -14,18 +14,20 @@ def add_parser(sub: Any) -> None:
         "bench",
         help="latency benchmark with side-by-side baselines (../shared/PERF-PROTOCOL.md)",
         description="Benchmark an engine dir, or a named workload built locally and cached "
-        "(tiny, sd15-256, gpu-sd15-512, sdxl-arch), against the diffusers reference, a "
-        "plain Python ONNX Runtime loop and plain DDIM with T + 2λ UNet calls. Each "
-        "configuration runs in its own process; times are medians after warm-up. With "
-        "--backend cuda or tensorrt the diffusers baselines run on the GPU and peak GPU "
-        "memory is reported.",
+        "(tiny, sd15-256, gpu-sd15-512, gpu-sdxl-1024, sdxl-arch), against its peers run "
+        "interleaved: the diffusers reference (and, on a GPU, diffusers' own fp16 pipeline, "
+        "plain and compiled), a plain Python ONNX Runtime loop and plain DDIM with T + 2λ "
+        "UNet calls. Each configuration runs in its own process; times are medians after "
+        "warm-up. With --backend cuda or tensorrt the diffusers systems run on the GPU and "
+        "peak GPU memory is reported.",
     )
     p.add_argument("engine_dir", nargs="?", default=None, help="engine dir (or use --workload)")
     p.add_argument(
         "--workload",
         default=None,
         help="named workload: tiny, sd15-256 (CPU), gpu-sd15-512 (the protocol's GPU "
-        "workload: 512², T=25, λ=12) or sdxl-arch (about 14 GB per copy)",
+        "workload: 512², T=25, λ=12), gpu-sdxl-1024 (SDXL at 1024², T=25, λ=12) or sdxl-arch "
+        "(about 14 GB per copy)",
     )
     p.add_argument("--steps", type=int, default=None, help="T (default: the workload's/engine's)")
     p.add_argument("--reflection-steps", type=int, default=None, help="λ (default: likewise)")
