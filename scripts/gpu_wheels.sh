@@ -2,8 +2,9 @@
 # Prepare what a lent GPU machine (no network; Python 3.12 with torch, onnx, pytest, pybind11,
 # scikit-build-core already there) needs and does not have, as files to carry there:
 # onnxruntime-gpu, diffusers and the runtime's small pure dependencies as wheels, and ONNX
-# Runtime's C/C++ headers. Wheels over 55 MB are split into parts (a device call carries at
-# most 64 MiB); scripts/gpu_check.sh joins them again.
+# Runtime's C/C++ headers, in parts of at most W2SD_GPU_PART_MB (default 46) MB, large wheels
+# split: a device call carries at most 64 MiB, the working tree (about 16 MB) included;
+# scripts/gpu_check.sh joins them again.
 #
 #   bash scripts/gpu_wheels.sh [DIR]     (default: .gpu-wheels, git-ignored)
 #
@@ -28,10 +29,10 @@ download "diffusers==0.42.1" pydantic pydantic-core annotated-types typing-inspe
   || bash scripts/fetch_ort_headers.sh build/ort-headers >/dev/null
 tar -C build -czf "$dir/all/ort-headers.tgz" ort-headers
 
-# Fill parts of at most 55 MB, splitting the large files.
+# Fill parts, splitting the large files.
 part=1
 size=0
-limit=$((55 * 1000 * 1000))
+limit=$((${W2SD_GPU_PART_MB:-46} * 1000 * 1000))
 mkdir -p "$dir/part-$part"
 for f in "$dir"/all/*; do
   bytes=$(stat -c %s "$f")
