@@ -125,7 +125,7 @@ class DeviceMemory final : public DenoiserMemory {
     host[kLatents].assign(latents, latents + n);
     for (size_t k = 0; k < kUploaded; ++k) bytes_[k] = host[k].size() * sizeof(float);
     bytes_[kStrong] = n * sizeof(float);
-    bytes_[kSampleIn] = bytes_[kUnetOut] = (plan.any_doubled ? 2 : 1) * n * sizeof(float);
+    bytes_[kSampleIn] = bytes_[kUnetOut] = (plan_.any_doubled ? 2 : 1) * n * sizeof(float);
     layout_ = plan_workspace(std::vector<size_t>(bytes_.begin(), bytes_.end()));
     base_ = ws.reserve(layout_.bytes);
     const size_t upload_bytes = layout_.offsets[kUploaded];
