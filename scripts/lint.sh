@@ -13,6 +13,6 @@ mapfile -t cxx < <(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'csrc/*.cu')
 "$bin/clang-format" --dry-run -Werror "${cxx[@]}"
 "$bin/lint-imports" --no-cache --no-logo
 # stubtest imports the installed w2sd; run it from outside the source tree.
-(cd /tmp && "$bin/python" -m mypy.stubtest w2sd._core \
+(cd /tmp && "$bin/python" -m mypy.stubtest w2sd._core w2sd.testing \
   --allowlist "$OLDPWD/scripts/stubtest-allowlist.txt")
 echo "lint: ruff, ruff format, clang-format, import contracts and stubtest passed"

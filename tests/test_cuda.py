@@ -18,7 +18,7 @@ from diffusers import DDIMScheduler
 
 import w2sd
 from conftest import has_cuda_device
-from w2sd import BackendError, W2SDRuntime, _core
+from w2sd import BackendError, W2SDRuntime, _core, testing
 
 ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
 
@@ -43,7 +43,7 @@ def test_fused_guided_update_matches_diffusers(prediction, guidance):  # type: i
     expected = sched.step(e_u + guidance * (e_c - e_u), t, x).prev_sample.numpy()
     a = float(sched.alphas_cumprod[t])
     a_next = float(sched.alphas_cumprod[t - 100])
-    got = _core.guided_ddim_update(
+    got = testing.guided_ddim_update(
         e_u.numpy(), e_c.numpy(), guidance, x.numpy(), a, a_next, prediction
     )
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)

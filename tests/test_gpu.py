@@ -253,30 +253,30 @@ def test_update_kernel_equals_the_host_math_bit_for_bit(unet_dtype, prediction, 
     """The device loop's fused kernel and ddim_math.h on the host: both built without FMA
     contraction, so the same float32 arithmetic gives the same bits. An odd size (more
     elements than one grid covers) checks the grid-stride loop and the tail."""
-    from w2sd import _core
+    from w2sd import testing
 
     n = 65535 * 256 + 3
     rng = np.random.default_rng(7)
     x = rng.standard_normal(n, dtype=np.float32)
     e = rng.standard_normal((2 if guided else 1) * n, dtype=np.float32)
     a, a_next, g = 0.4831, 0.6402, 7.5
-    got = _core.cuda_guided_ddim_update(e, guided, g, x, a, a_next, prediction, unet_dtype)
+    got = testing.cuda_guided_ddim_update(e, guided, g, x, a, a_next, prediction, unet_dtype)
     # What the kernel reads: the UNet output in its dtype.
     e_seen = e.astype(np.float16).astype(np.float32) if unet_dtype == "float16" else e
     if guided:
-        want = _core.guided_ddim_update(e_seen[:n], e_seen[n:], g, x, a, a_next, prediction)
+        want = testing.guided_ddim_update(e_seen[:n], e_seen[n:], g, x, a, a_next, prediction)
     else:
         # The unguided update is ddim_update(e): e + 1 * (e - e) is e exactly.
-        want = _core.guided_ddim_update(e_seen, e_seen, 1.0, x, a, a_next, prediction)
+        want = testing.guided_ddim_update(e_seen, e_seen, 1.0, x, a, a_next, prediction)
     np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("twice", [True, False])
 def test_pack_sample_kernel(dtype, twice):  # type: ignore[no-untyped-def]
-    from w2sd import _core
+    from w2sd import testing
 
     x = np.random.default_rng(1).standard_normal(4 * 64 * 64 + 5, dtype=np.float32)
-    got = np.frombuffer(_core.cuda_pack_sample(x, dtype, twice), dtype=dtype)
+    got = np.frombuffer(testing.cuda_pack_sample(x, dtype, twice), dtype=dtype)
     want = np.concatenate([x, x]) if twice else x
     np.testing.assert_array_equal(got, want.astype(dtype))

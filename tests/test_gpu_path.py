@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2sd import InvalidArgumentError, SampleRequest, W2SDRuntime, _core
+from w2sd import InvalidArgumentError, SampleRequest, W2SDRuntime, testing
 from w2sd.errors import EngineDirError
 
 # -- lanes: every call checks a lane out of one pool ----------------------------------
 
 
 def test_lane_pool_hands_each_lane_to_one_caller_at_a_time():  # type: ignore[no-untyped-def]
-    pool = _core.LanePool(2)
+    pool = testing.LanePool(2)
     assert (pool.acquire(), pool.acquire()) == (0, 1) and pool.in_use == 2
     got: list[int] = []
     waiter = threading.Thread(target=lambda: got.append(pool.acquire()))
@@ -44,7 +44,7 @@ def test_lane_pool_hands_each_lane_to_one_caller_at_a_time():  # type: ignore[no
 def test_lane_pool_serves_waiters_in_order_and_refuses_a_nested_wait():  # type: ignore[no-untyped-def]
     import time
 
-    pool = _core.LanePool(1)
+    pool = testing.LanePool(1)
     assert pool.acquire() == 0
     with pytest.raises(InvalidArgumentError, match="would wait forever"):
         pool.acquire()  # this thread holds the only lane: waiting would never end
@@ -125,8 +125,8 @@ def test_sample_many_shares_the_pool_with_sample(runtime):  # type: ignore[no-un
 
 def test_workspace_layout_is_aligned_and_disjoint():  # type: ignore[no-untyped-def]
     sizes = [4, 0, 300, 256, 1, 4096 * 4 * 2]
-    offsets, total = _core.plan_workspace(sizes)
-    align = _core.DEVICE_ALIGNMENT
+    offsets, total = testing.plan_workspace(sizes)
+    align = testing.DEVICE_ALIGNMENT
     assert align == 256 and all(o % align == 0 for o in offsets) and total % align == 0
     spans = sorted((o, o + s) for o, s in zip(offsets, sizes, strict=True) if s)
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
@@ -137,20 +137,20 @@ def test_each_timestep_and_lora_scale_has_an_aligned_slot():  # type: ignore[no-
     """The UNet reads the timestep (and the LoRA scale) by pointer: with a packed array,
     step i's pointer was base + 4i bytes; TensorRT needs 256-byte aligned addresses."""
     values = [981.0, 961.0, 941.0, 921.0]
-    table = np.asarray(_core.slot_table(values))
-    stride = _core.SLOT_FLOATS
-    assert stride * 4 == _core.DEVICE_ALIGNMENT
+    table = np.asarray(testing.slot_table(values))
+    stride = testing.SLOT_FLOATS
+    assert stride * 4 == testing.DEVICE_ALIGNMENT
     assert table.size == len(values) * stride
     for i, v in enumerate(values):
-        assert table[i * stride] == v and (i * stride * 4) % _core.DEVICE_ALIGNMENT == 0
+        assert table[i * stride] == v and (i * stride * 4) % testing.DEVICE_ALIGNMENT == 0
 
 
 def test_lane_workspace_grows_rarely():  # type: ignore[no-untyped-def]
-    cap = _core.grown_capacity(0, 1000)
+    cap = testing.grown_capacity(0, 1000)
     assert cap >= 1000 and cap % 256 == 0
-    assert _core.grown_capacity(cap, 1000) == cap  # the same request: no reallocation
-    assert _core.grown_capacity(cap, cap) == cap
-    bigger = _core.grown_capacity(cap, cap + 1)
+    assert testing.grown_capacity(cap, 1000) == cap  # the same request: no reallocation
+    assert testing.grown_capacity(cap, cap) == cap
+    bigger = testing.grown_capacity(cap, cap + 1)
     assert bigger >= 1.25 * (cap + 1) - 256  # headroom for the next slightly larger one
 
 
@@ -161,35 +161,37 @@ def test_every_device_unet_call_runs_on_one_batch():  # type: ignore[no-untyped-
     """With any role guided, unguided roles are padded to the doubled batch (ONNX Runtime's
     CUDA Conv rebuilds its cuDNN set-up whenever the batch changes); with none guided,
     nothing is doubled."""
-    assert _core.doubled_batch([True, False, True]) == [True, True, True]
-    assert _core.doubled_batch([False, True, False]) == [True, True, True]
-    assert _core.doubled_batch([False, False, False]) == [False, False, False]
-    assert _core.doubled_batch([True, True, True]) == [True, True, True]
+    assert testing.doubled_batch([True, False, True]) == [True, True, True]
+    assert testing.doubled_batch([False, True, False]) == [True, True, True]
+    assert testing.doubled_batch([False, False, False]) == [False, False, False]
+    assert testing.doubled_batch([True, True, True]) == [True, True, True]
 
 
 def test_cuda_options_set_the_device_and_a_heuristic_algorithm_search():  # type: ignore[no-untyped-def]
-    opts = dict(_core.gpu_provider_options("cuda", 3, [], []))
+    opts = dict(testing.gpu_provider_options("cuda", 3, [], []))
     assert opts == {"device_id": "3", "cudnn_conv_algo_search": "HEURISTIC"}
-    opts = dict(_core.gpu_provider_options("cuda", 0, [("cudnn_conv_algo_search", "DEFAULT")], []))
+    opts = dict(
+        testing.gpu_provider_options("cuda", 0, [("cudnn_conv_algo_search", "DEFAULT")], [])
+    )
     assert opts["cudnn_conv_algo_search"] == "DEFAULT"  # the build's options win
-    assert _core.GPU_INTRA_OP_THREADS == 1
+    assert testing.GPU_INTRA_OP_THREADS == 1
 
 
 def test_the_device_and_stream_are_the_runtimes_own():  # type: ignore[no-untyped-def]
     """A build's or caller's options cannot move a session off the backend's device or
     stream (its lanes' streams and buffers live on that device)."""
     user = [("device_id", "0"), ("user_compute_stream", "12345"), ("gpu_mem_limit", "1")]
-    cuda = dict(_core.gpu_provider_options("cuda", 2, user, []))
+    cuda = dict(testing.gpu_provider_options("cuda", 2, user, []))
     assert cuda["device_id"] == "2" and "user_compute_stream" not in cuda
     assert cuda["gpu_mem_limit"] == "1"
-    trt = dict(_core.gpu_provider_options("tensorrt", 2, user, [("device_id", "1")]))
+    trt = dict(testing.gpu_provider_options("tensorrt", 2, user, [("device_id", "1")]))
     assert trt["device_id"] == "2" and "user_compute_stream" not in trt
 
 
 def test_tensorrt_options_are_per_model():  # type: ignore[no-untyped-def]
     common = [("trt_fp16_enable", "1")]
     vae = [("trt_fp16_enable", "0"), ("trt_profile_min_shapes", "latent_sample:1x4x8x8")]
-    opts = _core.gpu_provider_options("tensorrt", 1, common, vae)
+    opts = testing.gpu_provider_options("tensorrt", 1, common, vae)
     assert opts == [
         ("device_id", "1"),
         ("trt_fp16_enable", "0"),
@@ -204,9 +206,9 @@ def test_gpu_provider_probe_reports_why_it_cannot_load():  # type: ignore[no-unt
 
     assert _load_library() is None
     for provider, name in (("cuda", "CUDA"), ("tensorrt", "TensorRT")):
-        why = _core.probe_gpu_provider(provider)
+        why = testing.probe_gpu_provider(provider)
         assert why and f"{name} execution provider" in why
-    assert "provider must be 'cuda' or 'tensorrt'" in _core.probe_gpu_provider("cpu")
+    assert "provider must be 'cuda' or 'tensorrt'" in testing.probe_gpu_provider("cpu")
 
 
 # -- NVIDIA libraries preloaded from the pip packages --------------------------------

@@ -194,8 +194,8 @@ def test_default_unet_shapes_follow_the_roles(engine_dir):  # type: ignore[no-un
     """Compiled while loading: each UNet at the default size, batch 2 for a guided role and
     batch 1 for one whose guidance is 1 (its conditional pass alone)."""
     from engines.openvino import default_unet_shapes
+    from w2sd import testing
     from w2sd.manifest import load_manifest
-    from w2sd.native import core
 
     m = load_manifest(engine_dir)
     text = {"text_len": 77, "text_dim": 32}
@@ -215,16 +215,16 @@ def test_default_unet_shapes_follow_the_roles(engine_dir):  # type: ignore[no-un
         (0, 2, 12, 8),
     ]
     names = ["sample", "timestep", "encoder_hidden_states"]
-    assert core().reshape_input_option(
+    assert testing.reshape_input_option(
         names, {k: v for k, v in shapes[0].items() if k != "unet"}
     ) == ("sample[1,4,12,8],timestep[1],encoder_hidden_states[1,77,32]")
     sdxl = {"batch": 2, "channels": 4, "height": 8, "width": 8, **text, "pooled_dim": 64}
     sdxl["time_ids_dim"] = 6
-    assert core().reshape_input_option([*names, "text_embeds", "time_ids"], sdxl) == (
+    assert testing.reshape_input_option([*names, "text_embeds", "time_ids"], sdxl) == (
         "sample[2,4,8,8],timestep[1],encoder_hidden_states[2,77,32],text_embeds[2,64],time_ids[2,6]"
     )
     with pytest.raises(InvalidArgumentError, match="does not match the UNet's 3 inputs"):
-        core().reshape_input_option(names, {"batch": 1, "channels": 4, "height": 8, "width": 8})
+        testing.reshape_input_option(names, {"batch": 1, "channels": 4, "height": 8, "width": 8})
 
 
 def test_precision_follows_the_cpu():  # type: ignore[no-untyped-def]

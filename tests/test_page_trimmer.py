@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2sd.native import core
+from w2sd import testing
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/smaps is Linux's")
 SIZE = 8 << 20
@@ -51,7 +51,7 @@ def test_read_only_mappings_under_the_dirs_are_trimmed(tmp_path):  # type: ignor
     written[:4] = b"edit"  # a private copy of the page: trimming it would lose this
     assert _resident(weights) >= SIZE // 2 and _resident(elsewhere) >= SIZE // 2
 
-    advised = core().trim_mapped_files([str(inside)])
+    advised = testing.trim_mapped_files([str(inside)])
 
     assert advised >= SIZE
     assert _resident(weights) < SIZE // 8
@@ -63,5 +63,5 @@ def test_read_only_mappings_under_the_dirs_are_trimmed(tmp_path):  # type: ignor
 
 
 def test_nothing_to_trim_is_zero(tmp_path):  # type: ignore[no-untyped-def]
-    assert core().trim_mapped_files([str(tmp_path)]) == 0
-    assert core().trim_mapped_files([]) == 0
+    assert testing.trim_mapped_files([str(tmp_path)]) == 0
+    assert testing.trim_mapped_files([]) == 0

@@ -101,6 +101,6 @@ def test_missing_pooled_embeddings_are_refused_by_the_core(zoo):  # type: ignore
     plan = SampleRequest(prompt="a cat", seed=1, num_inference_steps=4, reflection_steps=1)
     prepared = rt._prepare(plan)
     for role in prepared.roles:
-        role["cond_pooled"] = None
+        role.cond_pooled = None
     with pytest.raises(InvalidArgumentError, match="needs pooled text embeddings and time ids"):
-        rt._engine.run_loop(**prepared.core_request())
+        rt._engine.run_loop(prepared.core_request())

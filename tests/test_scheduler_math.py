@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-from w2sd import _core
+from w2sd import _core, testing
 
 # fp32 elementwise math done in the same operation order: equal to float rounding.
 RTOL = 1e-6
@@ -110,7 +110,7 @@ def test_cfg_combine_matches_formula() -> None:
     for g in (0.0, 1.0, 1.5, 7.5):
         expected = torch.from_numpy(e_u) + g * (torch.from_numpy(e_c) - torch.from_numpy(e_u))
         np.testing.assert_allclose(
-            _core.cfg_combine(e_u, e_c, g), expected.numpy(), rtol=RTOL, atol=ATOL
+            testing.cfg_combine(e_u, e_c, g), expected.numpy(), rtol=RTOL, atol=ATOL
         )
 
 

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 
 import w2sd
-from w2sd import _core
+from w2sd import _core, testing
 
 # Beside the package's Python files (the extension itself may live elsewhere: editable installs).
 STUB = Path(w2sd.__file__).with_name("_core.pyi")
+# The test-only submodule _core.testing, re-exported by w2sd.testing, has its own stub.
+TESTING_STUB = Path(w2sd.__file__).with_name("testing.pyi")
+MODULES = {"_core": (_core, STUB), "testing": (testing, TESTING_STUB)}
 
 
-def _stub_functions() -> dict[str, ast.FunctionDef]:
-    tree = ast.parse(STUB.read_text(encoding="utf-8"))
+def _stub_functions(stub: Path = STUB) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(stub.read_text(encoding="utf-8"))
     found: dict[str, ast.FunctionDef] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
@@ -72,23 +75,29 @@ def _runtime_params(obj: object, name: str) -> list[tuple[str, bool]]:
 
 
 STUB_FUNCTIONS = _stub_functions()
+FUNCTIONS = {m: _stub_functions(stub) for m, (_, stub) in MODULES.items()}
 
 
-@pytest.mark.parametrize("qualname", sorted(STUB_FUNCTIONS))
-def test_stub_parameters_match_the_extension(qualname):  # type: ignore[no-untyped-def]
-    obj: object = _core
+@pytest.mark.parametrize(
+    "module,qualname", sorted((m, q) for m, functions in FUNCTIONS.items() for q in functions)
+)
+def test_stub_parameters_match_the_extension(module, qualname):  # type: ignore[no-untyped-def]
+    obj: object = MODULES[module][0]
     for part in qualname.split("."):
         obj = getattr(obj, part)
     expected = _runtime_params(obj, qualname.split(".")[-1])
-    assert _stub_params(STUB_FUNCTIONS[qualname]) == expected
+    assert _stub_params(FUNCTIONS[module][qualname]) == expected
 
 
-def test_every_public_function_is_in_the_stub():  # type: ignore[no-untyped-def]
-    runtime = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
-    classes = {n for n in runtime if isinstance(getattr(_core, n), type)}
-    assert runtime - classes <= set(STUB_FUNCTIONS)
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_public_function_is_in_the_stub(module):  # type: ignore[no-untyped-def]
+    mod, _ = MODULES[module]
+    stub_functions = FUNCTIONS[module]
+    runtime = {n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))}
+    classes = {n for n in runtime if isinstance(getattr(mod, n), type)}
+    assert runtime - classes <= set(stub_functions)
     for cls in classes:
         methods = {
-            n for n, v in vars(getattr(_core, cls)).items() if not n.startswith("_") and callable(v)
+            n for n, v in vars(getattr(mod, cls)).items() if not n.startswith("_") and callable(v)
         }
-        assert {f"{cls}.{m}" for m in methods} <= set(STUB_FUNCTIONS), cls
+        assert {f"{cls}.{m}" for m in methods} <= set(stub_functions), cls

@@ -2,13 +2,15 @@
 
 #include <algorithm>
 
+#include "w2sd/cuda_support.h"
 #include "w2sd/gpu_options.h"
+#include "w2sd/openvino_backend.h"
 #include "w2sd/ort_api.h"
+#include "w2sd/ort_cpu_backend.h"
 #include "w2sd/ort_library.h"
 #include "w2sd/status.h"
 #ifdef W2SD_WITH_CUDA
 #include "w2sd/cuda/device_loop.h"
-#include "w2sd/cuda/kernels.h"
 #include "w2sd/ort_cuda_backend.h"
 #endif
 
@@ -30,17 +32,14 @@ BackendAvailability backend_availability(const std::string& provider) {
   const char* ort_name = ort_provider_name(provider);
   BackendAvailability result;
   const bool host = provider == "cpu" || provider == "openvino";
-  if (!host) {
-#ifdef W2SD_WITH_CUDA
-    if (cuda::device_count() == 0) {
-      const std::string why = cuda::device_count_error();
-      result.reason = "no CUDA device is visible (" + (why.empty() ? "no GPU" : why) + ")";
-      return result;
-    }
-#else
+  if (!host && !cuda_compiled()) {
     result.reason = "this build of w2sd has no CUDA support (rebuild with W2SD_CUDA=1)";
     return result;
-#endif
+  }
+  if (!host && cuda_device_count() == 0) {
+    const std::string why = cuda_device_count_error();
+    result.reason = "no CUDA device is visible (" + (why.empty() ? "no GPU" : why) + ")";
+    return result;
   }
   const OrtLibraryInfo& lib = ort_library();
   const std::vector<std::string> providers = Ort::GetAvailableProviders();
@@ -64,16 +63,8 @@ BackendAvailability backend_availability(const std::string& provider) {
   }
   if (provider == "openvino") {
     // Listed is not loaded: appending the EP loads its provider library and OpenVINO.
-    OrtBackendConfig probe;
-    probe.library_path = lib.path;
-    probe.execution_provider = "openvino";
-    probe.provider_options = {{"device_type", "CPU"}};
-    try {
-      host_session_options(probe);
-    } catch (const W2sdError& e) {
-      result.reason = e.what();
-      return result;
-    }
+    result.reason = probe_openvino(lib.path);
+    if (!result.reason.empty()) return result;
   }
   result.available = true;
   return result;
@@ -85,13 +76,18 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
     detail::throw_error(ErrorCode::kBackend, "backend '", config.provider,
                         "' is not available: ", availability.reason);
   }
-  if (config.provider == "cpu" || config.provider == "openvino") {
-    OrtBackendConfig models = config.models;
-    models.execution_provider = config.provider;
-    models.provider_options = config.provider_options;
-    return std::make_unique<Engine>(std::make_unique<OrtBackend>(models), make_host_executor(),
+  if (config.provider == "cpu") {
+    return std::make_unique<Engine>(std::make_unique<OrtCpuBackend>(config.models),
+                                    make_host_executor(), config.scheduler);
+  }
+  if (config.provider == "openvino") {
+    OpenVinoBackendConfig ov{config.models, config.provider_options, config.unet_shape_sessions,
+                             config.warm_unet_shapes};
+    return std::make_unique<Engine>(std::make_unique<OpenVinoBackend>(ov), make_host_executor(),
                                     config.scheduler);
   }
+  W2SD_CHECK_PARAM(config.unet_shape_sessions == 0, "unet_shape_sessions",
+                   "unet_shape_sessions: static-shape UNet sessions are for backend 'openvino'");
 #ifdef W2SD_WITH_CUDA
   OrtCudaBackendConfig cc;
   cc.base = config.models;

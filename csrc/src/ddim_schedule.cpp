@@ -34,9 +34,10 @@ DdimSchedule::DdimSchedule(SchedulerConfig config, int64_t num_inference_steps)
   W2SD_CHECK_ARG(n > 0, "num_train_timesteps must be positive, got ", n);
   W2SD_CHECK_ARG(static_cast<int64_t>(config_.alphas_cumprod.size()) == n, "alphas_cumprod has ",
                  config_.alphas_cumprod.size(), " entries, expected ", n);
-  W2SD_CHECK_ARG(t_count > 0, "num_inference_steps must be positive, got ", t_count);
-  W2SD_CHECK_ARG(t_count <= n, "num_inference_steps (", t_count,
-                 ") cannot exceed num_train_timesteps (", n, ")");
+  W2SD_CHECK_PARAM(t_count > 0, "num_inference_steps", "num_inference_steps must be positive, got ",
+                   t_count);
+  W2SD_CHECK_PARAM(t_count <= n, "num_inference_steps", "num_inference_steps (", t_count,
+                   ") cannot exceed num_train_timesteps (", n, ")");
   delta_ = n / t_count;
   timesteps_.resize(static_cast<size_t>(t_count));
   switch (config_.timestep_spacing) {

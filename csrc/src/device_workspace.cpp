@@ -30,10 +30,4 @@ size_t grown_capacity(size_t capacity, size_t needed) {
   return round_up(needed + needed / 4);
 }
 
-std::vector<bool> doubled_batch(const std::vector<bool>& guided) {
-  bool any = false;
-  for (bool g : guided) any = any || g;
-  return std::vector<bool>(guided.size(), any);
-}
-
 }  // namespace w2sd

@@ -24,8 +24,9 @@ LoopStats Engine::run_on_lane(const LoopRequest& request, float* latents,
   W2SD_CHECK_ARG(lane >= 0 && lane < backend_->num_lanes(), "lane ", lane, " out of range");
   const DdimSchedule schedule(scheduler_, request.num_inference_steps);
   const ReflectionSchedule reflection = reflection_schedule(request);
-  check_conditioning(request, *backend_);
-  return executor_->run(*backend_, schedule, reflection, request, latents, progress, lane);
+  LoopRequest checked = request;
+  check_conditioning(checked, *backend_);
+  return executor_->run(*backend_, schedule, reflection, checked, latents, progress, lane);
 }
 
 std::vector<LaneJobResult> Engine::run_many(const std::vector<LoopRequest>& requests,
@@ -34,8 +35,8 @@ std::vector<LaneJobResult> Engine::run_many(const std::vector<LoopRequest>& requ
                                             std::vector<LoopStats>* stats) {
   W2SD_CHECK_ARG(latents.size() == requests.size() && progress.size() == requests.size(),
                  "requests, latents and progress must have the same length");
-  W2SD_CHECK_ARG(lanes >= 1 && lanes <= backend_->num_lanes(), "lanes must be in [1, ",
-                 backend_->num_lanes(), "] for this backend, got ", lanes);
+  W2SD_CHECK_PARAM(lanes >= 1 && lanes <= backend_->num_lanes(), "lanes", "lanes must be in [1, ",
+                   backend_->num_lanes(), "] for this backend, got ", lanes);
   stats->assign(requests.size(), LoopStats{});
   return run_on_lanes(
       static_cast<int64_t>(requests.size()), lanes,

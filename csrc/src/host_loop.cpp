@@ -1,71 +1,83 @@
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
+#include "w2sd/guided_denoiser.h"
 #include "w2sd/loop_executor.h"
-#include "w2sd/status.h"
 
 namespace w2sd {
+namespace {
 
-ReflectionSchedule reflection_schedule(const LoopRequest& request) {
-  return request.use_indices ? ReflectionSchedule::from_indices(request.num_inference_steps,
-                                                                request.reflection_indices)
-                             : ReflectionSchedule::first_steps(request.num_inference_steps,
-                                                               request.reflection_steps);
-}
+// The guided denoiser's buffers in host memory.
+class HostMemory final : public DenoiserMemory {
+ public:
+  HostMemory(const GuidancePlan& plan, int64_t n)
+      : plan_(plan),
+        n_(static_cast<size_t>(n)),
+        sample_in_(plan.any_doubled ? 2 * n_ : 0),
+        unet_out_(plan.any_doubled ? 2 * n_ : n_) {}
 
-void check_conditioning(const LoopRequest& request, const InferenceBackend& backend) {
-  const ConditioningShape& cs = request.cond_shape;
-  W2SD_CHECK_ARG(request.shape.count() > 0, "latents must not be empty");
-  // text_len == text_dim == 0: an unconditional denoiser (no text, no guidance).
-  const bool unconditional = cs.text_len == 0 && cs.text_dim == 0;
-  W2SD_CHECK_ARG(unconditional || (cs.text_len > 0 && cs.text_dim > 0),
-                 "conditioning: text_len and text_dim must both be positive, or both 0");
-  const bool added = cs.pooled_dim > 0;
-  W2SD_CHECK_ARG(added == (cs.time_ids_dim > 0),
-                 "pooled_dim and time_ids_dim must both be set (SDXL) or both be 0");
-  for (int r = 0; r < kNumRoles; ++r) {
-    const RoleConditioning& c = request.roles[static_cast<size_t>(r)];
-    W2SD_CHECK_ARG(c.unet >= 0 && c.unet < backend.num_unets(), "role ", r, ": UNet index ", c.unet,
-                   " out of range");
-    if (unconditional) {
-      W2SD_CHECK_ARG(c.cond == nullptr && c.uncond == nullptr, "role ", r,
-                     ": embeddings given without a text shape");
-      W2SD_CHECK_ARG(c.guidance == 1.0f, "role ", r,
-                     ": an unconditional denoiser has no guidance (it must be 1)");
-      continue;
+  std::array<const float*, 3> conditioning(Role role) override {
+    const RoleCall& call = plan_.roles[static_cast<size_t>(role)];
+    auto at = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+    return {at(call.text), at(call.pooled), at(call.time_ids)};
+  }
+
+  const float* pack_sample(const float* x, bool doubled) override {
+    if (!doubled) return x;  // host memory: the UNet reads x in place
+    std::copy_n(x, n_, sample_in_.begin());
+    std::copy_n(x, n_, sample_in_.begin() + static_cast<long>(n_));
+    return sample_in_.data();
+  }
+
+  void place_scalars(UnetInputs&, Role, int64_t) override {}  // read by value on the host
+
+  const float* run_unet(InferenceBackend& backend, int unet, const UnetInputs& in) override {
+    const auto start = std::chrono::steady_clock::now();
+    backend.run_unet(unet, in, unet_out_.data());
+    unet_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return unet_out_.data();
+  }
+
+  void update(const float* e, bool guided, float g, const float* x, float* out, int64_t n,
+              const DdimCoeffs& c, PredictionType prediction) override {
+    if (!guided) {
+      for (int64_t k = 0; k < n; ++k) out[k] = ddim_update(e[k], x[k], c, prediction);
+      return;
     }
-    W2SD_CHECK_ARG(c.cond != nullptr, "role ", r, ": missing conditional embeddings");
-    // g == 1 makes e_u + g (e_c - e_u) == e_c: the conditional pass alone is exact.
-    const bool guided = c.guidance != 1.0f;
-    W2SD_CHECK_ARG(!guided || c.uncond != nullptr, "role ", r,
-                   ": guidance != 1 needs unconditional embeddings");
-    if (added) {
-      W2SD_CHECK_ARG(c.cond_pooled && c.time_ids && (!guided || c.uncond_pooled), "role ", r,
-                     ": this UNet needs pooled text embeddings and time ids");
+    for (int64_t k = 0; k < n; ++k) {
+      out[k] = guided_ddim_update(e[k], e[n + k], g, x[k], c, prediction);
     }
   }
-}
 
-namespace {
+  double unet_seconds() const { return unet_seconds_; }
+
+ private:
+  const GuidancePlan& plan_;
+  size_t n_;
+  std::vector<float> sample_in_;  // [x; x], reused every call
+  std::vector<float> unet_out_;   // up to 2B outputs, reused every call
+  double unet_seconds_ = 0.0;
+};
 
 class HostLoopExecutor final : public LoopExecutor {
  public:
   LoopStats run(InferenceBackend& backend, const DdimSchedule& schedule,
                 const ReflectionSchedule& reflection, const LoopRequest& request, float* latents,
                 const ProgressFn& progress, int lane) override {
-    GuidedModel model(backend, request.shape, request.cond_shape, request.roles,
-                      schedule.prediction_type(), lane);
+    const GuidancePlan plan = plan_guidance(request, BatchPolicy::kPerRole);
+    HostMemory memory(plan, request.shape.count());
+    GuidedDenoiser model(backend, request, plan, memory, schedule.prediction_type(), lane);
     std::vector<float> x_strong(static_cast<size_t>(request.shape.count()));
-    const GuidedStepFn step = [&](Role role, const float* x, int64_t t, const DdimCoeffs& c,
-                                  float* out) { model.step(role, x, t, c, out); };
     const auto start = std::chrono::steady_clock::now();
-    run_reflection_loop(schedule, reflection, request.inversion, step, latents, x_strong.data(),
-                        progress);
+    run_reflection_loop(schedule, reflection, request.inversion, model.as_step_fn(), latents,
+                        x_strong.data(), progress);
     LoopStats stats;
     stats.loop_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     stats.unet_calls = model.unet_calls();
-    stats.unet_seconds = model.unet_seconds();
+    stats.unet_seconds = memory.unet_seconds();
     stats.lane = lane;
     return stats;
   }

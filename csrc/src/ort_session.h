@@ -1,4 +1,4 @@
-// Internal helpers shared by the ONNX Runtime backends (CPU and CUDA/TensorRT).
+// Internal helpers shared by the ONNX Runtime backends (CPU, OpenVINO, CUDA/TensorRT).
 #pragma once
 
 #include <array>
@@ -9,7 +9,8 @@
 
 #include "w2sd/inference_backend.h"
 #include "w2sd/ort_api.h"
-#include "w2sd/ort_backend.h"
+#include "w2sd/ort_library.h"
+#include "w2sd/ort_models.h"
 #include "w2sd/status.h"
 
 namespace w2sd::ort_session {
@@ -198,6 +199,71 @@ inline HostTensor decode_on_host(NamedSession* vae, const float* latents, int64_
                                            shape.data(), shape.size());
   });
   return std::move(run_on_host(s, z, "VAE decoder").at(0));
+}
+
+// Session options every host backend starts from (threads, optimisation level, arena),
+// with ONNX Runtime's library and environment ready.
+inline Ort::SessionOptions host_session_options(const OrtBackendConfig& config) {
+  load_ort_library(config.library_path);
+  shared_env();  // execution providers log through the environment: it must exist first
+  return ort_call("session options", [&] {
+    Ort::SessionOptions o;
+    o.SetIntraOpNumThreads(config.intra_op_threads);
+    o.SetGraphOptimizationLevel(
+        static_cast<GraphOptimizationLevel>(config.graph_optimization_level));
+    if (!config.cpu_memory_arena) o.DisableCpuMemArena();
+    return o;
+  });
+}
+
+// Throws kInvalidArgument unless `config` names a loadable set of models.
+inline void check_models(const OrtBackendConfig& config) {
+  W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
+  const size_t n = config.unet_names.inputs.size();
+  W2SD_CHECK_ARG(n == 2 || n == 3 || n == 5,
+                 "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ", n);
+  W2SD_CHECK_ARG(config.text_encoder_paths.size() == config.text_encoder_names.size(),
+                 "need one name set per text encoder path");
+  W2SD_CHECK_ARG((n == 2) == config.text_encoder_paths.empty(),
+                 n == 2 ? "an unconditional denoiser takes no text encoder"
+                        : "a conditional UNet needs a text encoder");
+}
+
+// A host backend's text encoders and VAE decoder (none: a denoiser engine).
+struct HostModels {
+  std::vector<std::unique_ptr<NamedSession>> text_encoders;
+  std::unique_ptr<NamedSession> vae_decoder;
+
+  HostModels(const OrtBackendConfig& config, const Ort::SessionOptions& options) {
+    for (size_t i = 0; i < config.text_encoder_paths.size(); ++i) {
+      text_encoders.push_back(std::make_unique<NamedSession>(
+          config.text_encoder_paths[i], config.text_encoder_names[i], options, "text encoder"));
+    }
+    vae_decoder =
+        make_vae_decoder_session(config.vae_decoder_path, config.vae_decoder_names, options);
+  }
+
+  NamedSession& text_encoder(int encoder) {
+    W2SD_CHECK_ARG(encoder >= 0 && static_cast<size_t>(encoder) < text_encoders.size(),
+                   "text encoder index ", encoder, " out of range");
+    return *text_encoders[static_cast<size_t>(encoder)];
+  }
+};
+
+// One UNet call on host memory: tensors wrap the caller's buffers (no copies, no
+// allocation in the loop).
+inline void run_unet_on_host(NamedSession& s, const UnetInputs& in, float* out) {
+  static const Ort::MemoryInfo cpu =
+      Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  const float timestep = in.timestep;
+  const float lora_scale = in.lora_scale;
+  ort_call("UNet", [&] {
+    UnetTensors t;
+    make_unet_tensors(cpu, s, in, &timestep, &lora_scale, out, &t);
+    s.session->Run(Ort::RunOptions{nullptr}, s.inputs.data(), t.inputs.data(), t.inputs.size(),
+                   s.outputs.data(), &t.output, 1);
+    return 0;
+  });
 }
 
 }  // namespace w2sd::ort_session

@@ -7,10 +7,11 @@
 namespace w2sd {
 
 ReflectionSchedule ReflectionSchedule::first_steps(int64_t num_steps, int64_t reflection_steps) {
-  W2SD_CHECK_ARG(num_steps > 0, "num_inference_steps must be positive, got ", num_steps);
-  W2SD_CHECK_ARG(reflection_steps >= 0 && reflection_steps <= num_steps - 1,
-                 "reflection_steps must be in [0, num_inference_steps - 1] = [0, ", num_steps - 1,
-                 "], got ", reflection_steps);
+  W2SD_CHECK_PARAM(num_steps > 0, "num_inference_steps",
+                   "num_inference_steps must be positive, got ", num_steps);
+  W2SD_CHECK_PARAM(reflection_steps >= 0 && reflection_steps <= num_steps - 1, "reflection_steps",
+                   "reflection_steps must be in [0, num_inference_steps - 1] = [0, ", num_steps - 1,
+                   "], got ", reflection_steps);
   std::vector<bool> reflect(static_cast<size_t>(num_steps), false);
   for (int64_t i = 0; i < reflection_steps; ++i) reflect[static_cast<size_t>(i)] = true;
   return ReflectionSchedule(std::move(reflect));
@@ -18,13 +19,14 @@ ReflectionSchedule ReflectionSchedule::first_steps(int64_t num_steps, int64_t re
 
 ReflectionSchedule ReflectionSchedule::from_indices(int64_t num_steps,
                                                     const std::vector<int64_t>& indices) {
-  W2SD_CHECK_ARG(num_steps > 0, "num_inference_steps must be positive, got ", num_steps);
+  W2SD_CHECK_PARAM(num_steps > 0, "num_inference_steps",
+                   "num_inference_steps must be positive, got ", num_steps);
   std::vector<bool> reflect(static_cast<size_t>(num_steps), false);
   for (int64_t i : indices) {
-    W2SD_CHECK_ARG(i >= 0 && i <= num_steps - 2, "reflection step index ", i,
-                   " is outside [0, num_inference_steps - 2] = [0, ", num_steps - 2, "]");
-    W2SD_CHECK_ARG(!reflect[static_cast<size_t>(i)], "reflection step index ", i,
-                   " is listed twice");
+    W2SD_CHECK_PARAM(i >= 0 && i <= num_steps - 2, "reflection_steps", "reflection step index ", i,
+                     " is outside [0, num_inference_steps - 2] = [0, ", num_steps - 2, "]");
+    W2SD_CHECK_PARAM(!reflect[static_cast<size_t>(i)], "reflection_steps", "reflection step index ",
+                     i, " is listed twice");
     reflect[static_cast<size_t>(i)] = true;
   }
   return ReflectionSchedule(std::move(reflect));
@@ -57,10 +59,14 @@ void run_reflection_loop(const DdimSchedule& schedule, const ReflectionSchedule&
       step(Role::kWeak, x_strong, t, schedule.inverse_step_coeffs(t_inv), x);
     }
     step(Role::kDenoiser, x, t, schedule.step_coeffs(t), x);
-    if (progress && !progress(i + 1, steps)) {
-      detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", i + 1, " of ",
-                          steps);
-    }
+    report_progress(progress, i + 1, steps);
+  }
+}
+
+void report_progress(const ProgressFn& progress, int64_t done, int64_t total) {
+  if (progress && !progress(done, total)) {
+    detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", done, " of ",
+                        total);
   }
 }
 

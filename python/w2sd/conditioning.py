@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .manifest import ROLES, Manifest
+from .native import core, typed
 from .request import ResolvedRequest
 from .tokenizer import ClipTokenizer
 
@@ -44,15 +45,15 @@ class TextConditioner:
                 pooled = outputs[enc.outputs.index("text_embeds")]
         return np.concatenate(hidden, axis=-1) if len(hidden) > 1 else hidden[0], pooled
 
-    def roles(self, plan: ResolvedRequest) -> list[dict[str, Any]]:
-        """Per-role conditioning for the core (strong, weak, denoiser).
+    def roles(self, plan: ResolvedRequest) -> list[Any]:
+        """Per-role conditioning for the core (RoleConditioning: strong, weak, denoiser).
 
         Unconditional: the role's negative prompt, else "" or, when the role's pipeline
         sets force_zeros_for_empty_prompt (SDXL base), zeros, as diffusers does. An
         unconditional denoiser gets no conditioning (and guidance 1)."""
         spec = self._spec
         if spec.text is None:
-            return [{"unet": spec.role(r).unet, "guidance": 1.0, "lora_scale": None} for r in ROLES]
+            return [_role(unet=spec.role(r).unet, guidance=1.0) for r in ROLES]
         # Unique texts per encoder set, in first-seen order.
         texts: dict[int, dict[str, int]] = {}
         uncond_texts: dict[str, list[str] | None] = {}
@@ -91,9 +92,6 @@ class TextConditioner:
 
             g = plan.guidance[role]
             entry: dict[str, Any] = {
-                "unet": spec.role(role).unet,
-                "guidance": g,
-                "lora_scale": plan.lora_scales[role],
                 "cond": rows(plan.prompts[role], hidden),
                 "cond_pooled": rows(plan.prompts[role], pooled) if self._added else None,
                 "time_ids": time_ids,
@@ -108,5 +106,18 @@ class TextConditioner:
                 else:
                     entry["uncond"] = rows(uncond, hidden)
                     entry["uncond_pooled"] = rows(uncond, pooled) if self._added else None
-            result.append(entry)
+            lora = plan.lora_scales[role]
+            result.append(
+                _role(
+                    unet=spec.role(role).unet,
+                    guidance=g,
+                    lora_scale=0.0 if lora is None else lora,  # None: LoRA off
+                    **entry,
+                )
+            )
         return result
+
+
+def _role(**fields: Any) -> Any:
+    """The core's RoleConditioning (arrays left out: unused)."""
+    return typed(core().RoleConditioning, **fields)

@@ -1,5 +1,5 @@
 """The compiled core (``w2sd._core``), imported on first use, and the conversions of
-manifest facts into its arguments."""
+manifest facts into its typed objects."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def core() -> Any:
     return _core
 
 
+def typed(cls: Any, **fields: Any) -> Any:
+    """An instance of one of the core's typed classes (EngineConfig, RoleConditioning, ...)
+    with `fields` set; a misspelt field is an AttributeError, not a silent extra key."""
+    obj = cls()
+    for name, value in fields.items():
+        if not hasattr(obj, name):
+            raise AttributeError(f"{cls.__name__} has no field {name!r}")
+        setattr(obj, name, value)
+    return obj
+
+
 def scheduler_kwargs(scheduler: SchedulerSpec) -> dict[str, Any]:
     """The scheduler fields the C++ core takes."""
     return {
@@ -26,6 +37,11 @@ def scheduler_kwargs(scheduler: SchedulerSpec) -> dict[str, Any]:
         "timestep_spacing": scheduler.timestep_spacing,
         "prediction_type": scheduler.prediction_type,
     }
+
+
+def scheduler_config(scheduler: SchedulerSpec) -> Any:
+    """The core's SchedulerConfig for a manifest's scheduler."""
+    return core().SchedulerConfig(**scheduler_kwargs(scheduler))
 
 
 def ddim_schedule(scheduler: SchedulerSpec, num_inference_steps: int) -> Any:

@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from .backend_options import load_options
 from .backends import available_backends, require_backend
 from .conditioning import TextConditioner
 from .errors import EngineDirError, InvalidArgumentError, W2SDError, with_context
 from .images import to_pil, to_uint8_images
-from .manifest import BackendBuild, Manifest, load_manifest
-from .native import core, ddim_schedule, scheduler_kwargs
-from .ort_library import find_ort_library, openvino_cache_support
+from .manifest import Manifest, load_manifest
+from .native import core, ddim_schedule, scheduler_config, typed
+from .ort_library import find_ort_library
 from .request import ResolvedRequest, SampleRequest
 
 __all__ = ["SampleResult", "W2SDRuntime", "available_backends"]
@@ -48,31 +49,40 @@ class _Prepared:
     """A resolved request, its conditioning for the core, and when it started."""
 
     plan: ResolvedRequest
-    roles: list[dict[str, Any]]
+    roles: list[Any]  # the core's RoleConditioning: strong, weak, denoiser
     t_start: float
     text_encode_s: float
 
-    def core_request(self) -> dict[str, Any]:
+    def core_request(self) -> Any:
+        """The core's LoopRequest for this request."""
         p = self.plan
-        return {
-            "latents": p.latents,
-            "num_inference_steps": p.num_inference_steps,
-            "reflection": p.reflection,
-            "inversion": p.inversion,
-            "roles": self.roles,
-            "progress": p.request.callback,
-        }
+        strong, weak, denoiser = self.roles
+        return typed(
+            core().LoopRequest,
+            latents=p.latents,
+            num_inference_steps=p.num_inference_steps,
+            reflection=p.reflection,
+            inversion=p.inversion,
+            strong=strong,
+            weak=weak,
+            denoiser=denoiser,
+            progress=p.request.callback,
+        )
+
+
+def _stats(stats: Any) -> dict[str, Any]:
+    """The core's LoopStats as the stats dict of a result."""
+    return {
+        "unet_calls": stats.unet_calls,
+        "loop_s": stats.loop_s,
+        "unet_s": stats.unet_s,
+        "lane": stats.lane,
+    }
 
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}", param=name)
-    return value
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative int, got {value!r}", param=name)
     return value
 
 
@@ -126,66 +136,43 @@ class W2SDRuntime:
         tokenizers = sorted({e.tokenizer for e in encoders})
         self.manifest.verify(sorted(built.artifacts) + tokenizers, full=verify_checksums)
         facts = built.model_extra or {}
-        shape_sessions = facts.get("unet_shape_sessions", 0)
-        if unet_shape_sessions is not None:
-            if backend != "openvino":
-                raise InvalidArgumentError(
-                    "unet_shape_sessions: static-shape UNet sessions are for backend 'openvino'",
-                    param="unet_shape_sessions",
-                )
-            shape_sessions = _non_negative_int("unet_shape_sessions", unet_shape_sessions)
-        warm = [
-            (int(s["unet"]), {k: int(v) for k, v in s.items() if k != "unet"})
-            for s in facts.get("warm_unet_shapes", [])
-        ]
+        options = load_options(backend, self.manifest, built, unet_shape_sessions)
 
         def path(name: str) -> str:
             return str(self.manifest.path(files[name]))
 
-        self._engine = core().Engine(
+        models = typed(
+            core().ModelFiles,
             library_path=str(find_ort_library(backend)),
             unet_paths=[path(f"unet{i}") for i in range(len(spec.unets))],
             unet_inputs=list(spec.models.unet.inputs),
             text_encoder_paths=[path(f"text_encoder{i}") for i in range(len(encoders))],
             text_encoder_outputs=[list(e.outputs) for e in encoders],
             vae_decoder_path=path("vae_decoder") if has_vae else "",
-            **scheduler_kwargs(spec.scheduler),
             intra_op_threads=threads or 0,
             graph_optimization_level=int(facts.get("graph_optimization_level", _ORT_LEVEL_ALL)),
+            memory_arena=bool(memory_arena),
+        )
+        config = typed(
+            core().EngineConfig,
             provider=backend,
+            models=models,
+            scheduler=scheduler_config(spec.scheduler),
+            provider_options=list(options.provider_options.items()),
             device_id=device_id,
             lanes=self.lanes,
-            provider_options=self._provider_options(built),
-            memory_arena=bool(memory_arena),
-            model_provider_options=self._model_provider_options(built),
-            unet_shape_sessions=int(shape_sessions),
-            warm_unet_shapes=warm if shape_sessions else [],
+            model_provider_options={
+                k: list(v.items()) for k, v in options.model_provider_options.items()
+            },
+            unet_shape_sessions=options.unet_shape_sessions,
+            warm_unet_shapes=options.warm_unet_shapes,
         )
+        self._engine = core().Engine(config)
         max_batch = facts.get("max_batch")
         self._max_batch = int(max_batch) if max_batch is not None else None
         self._text = TextConditioner(self.manifest, self._engine)  # no-op when unconditional
         self.last_stats: dict[str, Any] = {}
         self.last_many_stats: list[dict[str, Any] | None] = []
-
-    def _provider_options(self, built: BackendBuild) -> dict[str, str]:
-        """The build's provider options, with cache paths inside this engine dir (OpenVINO's
-        only where it can read its cache back)."""
-        opts = dict((built.model_extra or {}).get("provider_options") or {})
-        if self.backend == "openvino" and openvino_cache_support(find_ort_library(self.backend))[0]:
-            opts["cache_dir"] = str(self.manifest.path("openvino/cache"))
-        return opts
-
-    def _model_provider_options(self, built: BackendBuild) -> dict[str, dict[str, str]]:
-        """Per model kind (unet, text_encoder, vae_decoder): the build's own options (a
-        TensorRT build's profiles and precision)."""
-        per_model = (built.model_extra or {}).get("model_provider_options")
-        if self.backend == "tensorrt" and per_model is None:
-            raise EngineDirError(
-                f"{self.manifest.root}: its tensorrt build predates per-model profiles and "
-                f"relative EP-context paths; run `w2sd build {self.manifest.root} --backend "
-                "tensorrt`"
-            )
-        return {k: {str(a): str(b) for a, b in v.items()} for k, v in (per_model or {}).items()}
 
     # -- facts ----------------------------------------------------------------------
 
@@ -247,8 +234,8 @@ class W2SDRuntime:
         """``sample`` for one ``SampleRequest``, returning the output with this call's own
         stats (``last_stats`` is shared by concurrent calls; this is not)."""
         prepared = self._prepare(request)
-        out, loop_stats = self._engine.run_loop(**prepared.core_request())
-        return self._finish(prepared, out, loop_stats)
+        out, loop_stats = self._engine.run_loop(prepared.core_request())
+        return self._finish(prepared, out, _stats(loop_stats))
 
     def sample_many(
         self,
@@ -294,18 +281,15 @@ class W2SDRuntime:
                 many_stats.append(None)
                 continue
             r = next(results)
-            if r["ok"]:
-                stats = {
-                    k: r[k]
-                    for k in ("unet_calls", "loop_s", "unet_s", "lane", "start_seq", "end_seq")
-                }
-                result = self._finish(p, r["latents"], stats)
+            order = {"lane": r.lane, "start_seq": r.start_seq, "end_seq": r.end_seq}
+            if r.error is None:
+                result = self._finish(p, r.latents, {**_stats(r.stats), **order})
                 outputs.append(result.output)
                 many_stats.append(result.stats)
             else:
-                first_error = first_error or r["error"]
-                outputs.append(r["error"])
-                many_stats.append({k: r[k] for k in ("lane", "start_seq", "end_seq")})
+                first_error = first_error or r.error
+                outputs.append(r.error)
+                many_stats.append(order)
         # Per request: lane, start_seq/end_seq (global order of starts and ends), times.
         self.last_many_stats = many_stats
         if first_error is not None and not return_exceptions:

@@ -1,5 +1,5 @@
 // Backend selection: the one place that knows which backends this build has.
-// Each backend comes paired with the loop strategy that runs it.
+// Each backend comes paired with the loop executor that runs it.
 #pragma once
 
 #include <map>
@@ -10,7 +10,8 @@
 
 #include "w2sd/ddim_schedule.h"
 #include "w2sd/engine.h"
-#include "w2sd/ort_backend.h"
+#include "w2sd/ort_models.h"
+#include "w2sd/unet_shape.h"
 
 namespace w2sd {
 
@@ -18,14 +19,19 @@ struct EngineConfig {
   std::string provider = "cpu";  // "cpu", "openvino", "cuda" or "tensorrt"
   OrtBackendConfig models;       // model paths, I/O names, library, threads
   SchedulerConfig scheduler;
-  int device_id = 0;  // CUDA device (GPU providers)
-  int lanes = 1;      // GPU providers: concurrent requests, each with its stream and UNet sessions
-  // Provider options (OpenVINO: precision, load_config, cache_dir; TensorRT: trt_fp16_enable,
-  // cache paths, ...).
-  std::vector<std::pair<std::string, std::string>> provider_options;
-  // GPU providers: options per model kind ("unet", "text_encoder", "vae_decoder"; see
+  // The execution provider's options (OpenVINO: precision, load_config, cache_dir;
+  // TensorRT: trt_fp16_enable, cache paths, ...).
+  OptionList provider_options;
+  // GPU providers: the CUDA device; concurrent requests, each with its stream and UNet
+  // sessions; options per model kind ("unet", "text_encoder", "vae_decoder"; see
   // gpu_options.h), applied after the common ones.
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> model_provider_options;
+  int device_id = 0;
+  int lanes = 1;
+  std::map<std::string, OptionList> model_provider_options;
+  // OpenVINO: static-shape UNet sessions and the shapes compiled at load
+  // (openvino_backend.h).
+  int unet_shape_sessions = 0;
+  std::vector<std::pair<int, UnetShape>> warm_unet_shapes;
 };
 
 // Loads the models into sessions of `config.provider`. Throws kBackend for a

@@ -33,13 +33,4 @@ std::vector<float> slot_table(const std::vector<float>& values);
 // stream of slightly larger requests does not reallocate every time.
 size_t grown_capacity(size_t capacity, size_t needed);
 
-// Which roles' UNet calls run on the doubled batch [.; .], given which roles are guided
-// (classifier-free guidance: [uncond; cond]). On the device every call runs on the same
-// batch: a role without guidance is padded to [cond; cond] (its update reads the first
-// half) whenever another role is guided. ONNX Runtime's CUDA Conv keeps the cuDNN set-up
-// of the last input shape only and rebuilds it for every Conv when the batch changes:
-// alternating batches made an SD 1.5 UNet call take 173 ms instead of 26 ms on an H100,
-// where padding costs one extra half-batch per unguided call.
-std::vector<bool> doubled_batch(const std::vector<bool>& guided);
-
 }  // namespace w2sd

@@ -9,10 +9,9 @@
 #include <vector>
 
 #include "w2sd/ort_api.h"
+#include "w2sd/ort_models.h"
 
 namespace w2sd {
-
-using OptionList = std::vector<std::pair<std::string, std::string>>;
 
 // Model kinds with their own provider options (a TensorRT profile names one model's inputs).
 constexpr const char* kUnetModel = "unet";

@@ -1,6 +1,6 @@
 // The backend interface: what the core needs evaluated, nothing about how.
-// Implementations: OrtBackend (ONNX Runtime on the host: CPU or OpenVINO execution
-// provider), OrtCudaBackend (CUDA or TensorRT execution provider, device memory).
+// Implementations: OrtCpuBackend and OpenVinoBackend (ONNX Runtime's CPU and OpenVINO
+// execution providers, host memory), OrtCudaBackend (CUDA or TensorRT, device memory).
 #pragma once
 
 #include <cstdint>

@@ -12,7 +12,7 @@
 
 #include "w2sd/gpu_options.h"
 #include "w2sd/inference_backend.h"
-#include "w2sd/ort_backend.h"
+#include "w2sd/ort_models.h"
 
 namespace w2sd {
 

@@ -45,6 +45,10 @@ using GuidedStepFn = std::function<void(Role role, const float* x, int64_t times
 // Called after each step with (steps done, total); returning false cancels.
 using ProgressFn = std::function<bool(int64_t done, int64_t total)>;
 
+// Calls progress(done, total) if set; the one place that throws W2sdError(kCancelled)
+// when it returns false.
+void report_progress(const ProgressFn& progress, int64_t done, int64_t total);
+
 // Applies one DDIM update elementwise: out = update(e, x) (out may alias x).
 void ddim_apply(const float* e, const float* x, float* out, int64_t count, const DdimCoeffs& c,
                 PredictionType prediction);

@@ -1,6 +1,6 @@
 // The input shapes of one UNet call, as a key: OpenVINO compiles a model for the shapes it
 // is given, and a UNet session compiled for one static shape runs faster than a
-// dynamic-shape one (see OrtBackendConfig::unet_shape_sessions).
+// dynamic-shape one (see OpenVinoBackendConfig::unet_shape_sessions).
 #pragma once
 
 #include <cstdint>

@@ -11,6 +11,7 @@
 
 #include "w2sd/cuda/kernels.h"
 #include "w2sd/device_workspace.h"
+#include "w2sd/guided_denoiser.h"
 #include "w2sd/status.h"
 
 namespace w2sd::cuda {
@@ -88,15 +89,6 @@ void wait_for(LaneWorkspace& ws, size_t mark, cudaStream_t stream) {
   check(cudaEventSynchronize(ws.mark(mark)), "cudaEventSynchronize");
 }
 
-// [first; second] or second alone.
-std::vector<float> stacked(const float* first, const float* second, size_t n, bool both) {
-  std::vector<float> out;
-  out.reserve(both ? 2 * n : n);
-  if (both) out.insert(out.end(), first, first + n);
-  out.insert(out.end(), second, second + n);
-  return out;
-}
-
 // The buffers of one request, in workspace order: what is uploaded first (one copy),
 // then the loop's scratch.
 enum Buffer : size_t {
@@ -111,149 +103,148 @@ enum Buffer : size_t {
   kNumBuffers
 };
 
-struct RequestBuffers {
-  std::array<std::vector<float>, kUploaded> host;  // what each uploaded buffer holds
-  std::array<size_t, kNumBuffers> bytes{};
-  WorkspaceLayout layout;
-  unsigned char* base = nullptr;
-  float* at(size_t b) const {
-    return bytes[b] == 0 ? nullptr : reinterpret_cast<float*>(base + layout.offsets[b]);
+// The guided denoiser's buffers in one lane's device workspace: conditioning, a slot per
+// timestep and per role's LoRA scale, and the latents are uploaded in one copy.
+class DeviceMemory final : public DenoiserMemory {
+ public:
+  DeviceMemory(LaneWorkspace& ws, GuidancePlan plan, const std::vector<int64_t>& timesteps,
+               const LoopRequest& request, const float* latents, int64_t max_calls)
+      : ws_(ws), stream_(ws.stream()), timesteps_(timesteps), max_calls_(max_calls) {
+    const size_t n = static_cast<size_t>(request.shape.count());
+    std::array<std::vector<float>, kUploaded> host;
+    for (size_t r = 0; r < kNumRoles; ++r) {
+      host[kText + 3 * r] = std::move(plan.roles[r].text);
+      host[kText + 3 * r + 1] = std::move(plan.roles[r].pooled);
+      host[kText + 3 * r + 2] = std::move(plan.roles[r].time_ids);
+    }
+    plan_ = std::move(plan);
+    host[kTimesteps] = slot_table(std::vector<float>(timesteps.begin(), timesteps.end()));
+    std::vector<float> lora_scales;
+    for (const auto& c : request.roles) lora_scales.push_back(c.lora_scale);
+    host[kLoraScales] = slot_table(lora_scales);
+    host[kLatents].assign(latents, latents + n);
+    for (size_t k = 0; k < kUploaded; ++k) bytes_[k] = host[k].size() * sizeof(float);
+    bytes_[kStrong] = n * sizeof(float);
+    bytes_[kSampleIn] = bytes_[kUnetOut] = (plan_.any_doubled ? 2 : 1) * n * sizeof(float);
+    layout_ = plan_workspace(std::vector<size_t>(bytes_.begin(), bytes_.end()));
+    base_ = ws.reserve(layout_.bytes);
+    const size_t upload_bytes = layout_.offsets[kUploaded];
+    std::vector<unsigned char>& staging = ws.staging();
+    staging.assign(upload_bytes, 0);
+    for (size_t k = 0; k < kUploaded; ++k) {
+      if (bytes_[k] > 0)
+        std::memcpy(staging.data() + layout_.offsets[k], host[k].data(), bytes_[k]);
+    }
+    check(cudaMemcpyAsync(base_, staging.data(), upload_bytes, cudaMemcpyHostToDevice, stream_),
+          "upload");
+    n_ = static_cast<int64_t>(n);
   }
+
+  float* at(size_t b) const {
+    return bytes_[b] == 0 ? nullptr : reinterpret_cast<float*>(base_ + layout_.offsets[b]);
+  }
+  const GuidancePlan& plan() const { return plan_; }
+
+  std::array<const float*, 3> conditioning(Role role) override {
+    const size_t k = kText + 3 * static_cast<size_t>(role);
+    return {at(k), at(k + 1), at(k + 2)};
+  }
+
+  const float* pack_sample(const float* x, bool doubled) override {
+    check_cuda(launch_pack_sample(x, at(kSampleIn), DType::kFloat32, doubled, n_, stream_),
+               "pack sample");
+    return at(kSampleIn);
+  }
+
+  void place_scalars(UnetInputs& in, Role role, int64_t timestep) override {
+    in.timestep_device = at(kTimesteps) + timestep_index(timestep) * kSlotFloats;
+    in.lora_scale_device = at(kLoraScales) + static_cast<size_t>(role) * kSlotFloats;
+  }
+
+  const float* run_unet(InferenceBackend& backend, int unet, const UnetInputs& in) override {
+    const size_t call = static_cast<size_t>(calls_);
+    W2SD_CHECK_INTERNAL(calls_ < max_calls_, "more UNet calls than 3 per step");
+    check(cudaEventRecord(ws_.timer(2 * call), stream_), "cudaEventRecord");
+    backend.run_unet(unet, in, at(kUnetOut));
+    check(cudaEventRecord(ws_.timer(2 * call + 1), stream_), "cudaEventRecord");
+    ++calls_;
+    return at(kUnetOut);
+  }
+
+  void update(const float* e, bool guided, float g, const float* x, float* out, int64_t n,
+              const DdimCoeffs& c, PredictionType prediction) override {
+    check_cuda(
+        launch_guided_ddim_update(e, DType::kFloat32, guided, g, x, out, n, c, prediction, stream_),
+        "guided DDIM update");
+  }
+
+  // Sum of the UNet calls' event-timed durations.
+  double unet_seconds() {
+    double seconds = 0.0;
+    for (size_t call = 0; call < static_cast<size_t>(calls_); ++call) {
+      float ms = 0.0f;
+      check(cudaEventElapsedTime(&ms, ws_.timer(2 * call), ws_.timer(2 * call + 1)),
+            "cudaEventElapsedTime");
+      seconds += ms / 1000.0;
+    }
+    return seconds;
+  }
+
+ private:
+  size_t timestep_index(int64_t t) const {
+    for (size_t i = 0; i < timesteps_.size(); ++i) {
+      if (timesteps_[i] == t) return i;
+    }
+    detail::throw_error(ErrorCode::kInternal, "timestep ", t, " not in the schedule");
+  }
+
+  LaneWorkspace& ws_;
+  cudaStream_t stream_;
+  GuidancePlan plan_;  // the flags; its rows were moved into the upload
+  const std::vector<int64_t>& timesteps_;
+  int64_t max_calls_;
+  std::array<size_t, kNumBuffers> bytes_{};
+  WorkspaceLayout layout_;
+  unsigned char* base_ = nullptr;
+  int64_t n_ = 0;
+  int64_t calls_ = 0;
 };
+
+// Progress reports steps the device has finished, not steps queued: after queueing step
+// k the host waits for step k-1 (so the device always has the next step queued) and
+// reports it; the caller reports the last step once the stream is done.
+ProgressFn device_progress(LaneWorkspace& ws, const ProgressFn& progress, int64_t* reported) {
+  if (!progress) return {};
+  return [&ws, &progress, reported](int64_t done, int64_t total) {
+    cudaStream_t stream = ws.stream();
+    check(cudaEventRecord(ws.mark(static_cast<size_t>(done - 1)), stream), "cudaEventRecord");
+    if (done < 2) return true;
+    check(cudaEventSynchronize(ws.mark(static_cast<size_t>(done - 2))), "cudaEventSynchronize");
+    *reported = done - 1;
+    report_progress(progress, done - 1, total);
+    return true;
+  };
+}
 
 LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
                              const DdimSchedule& schedule, const ReflectionSchedule& reflection,
                              const LoopRequest& request, float* latents, const ProgressFn& progress,
                              int lane) {
   cudaStream_t stream = ws.stream();
-  const LatentShape& shape = request.shape;
-  const ConditioningShape& cs = request.cond_shape;
-  const size_t n = static_cast<size_t>(shape.count());
-  const size_t b = static_cast<size_t>(shape.batch);
-  const bool added = cs.pooled_dim > 0;
-
-  // Host images of the uploads: conditioning per role, a slot per timestep and per role's
-  // LoRA scale, the latents.
-  RequestBuffers buf;
-  std::vector<bool> guided(kNumRoles);
-  for (size_t r = 0; r < kNumRoles; ++r) {
-    guided[r] = request.roles[r].guidance != 1.0f;  // check_conditioning vouched
-  }
-  // One UNet batch for every call (see doubled_batch): an unguided role is padded to
-  // [cond; cond].
-  const std::vector<bool> doubled = doubled_batch(guided);
-  const bool any_guided = doubled[0];
-  for (size_t r = 0; r < kNumRoles; ++r) {
-    const RoleConditioning& c = request.roles[r];
-    const float* first = guided[r] ? c.uncond : c.cond;
-    const float* first_pooled = guided[r] ? c.uncond_pooled : c.cond_pooled;
-    const bool d = doubled[r];
-    const size_t k = kText + 3 * r;
-    if (cs.text_len > 0) {  // an unconditional denoiser has no text
-      buf.host[k] = stacked(first, c.cond, b * cs.text_len * cs.text_dim, d);
-    }
-    if (added) {
-      buf.host[k + 1] = stacked(first_pooled, c.cond_pooled, b * cs.pooled_dim, d);
-      buf.host[k + 2] = stacked(c.time_ids, c.time_ids, b * cs.time_ids_dim, d);
-    }
-  }
-  const auto& ts = schedule.timesteps();
-  buf.host[kTimesteps] = slot_table(std::vector<float>(ts.begin(), ts.end()));
-  std::vector<float> lora_scales;
-  for (const auto& c : request.roles) lora_scales.push_back(c.lora_scale);
-  buf.host[kLoraScales] = slot_table(lora_scales);
-  buf.host[kLatents].assign(latents, latents + n);
-  for (size_t k = 0; k < kUploaded; ++k) buf.bytes[k] = buf.host[k].size() * sizeof(float);
-  buf.bytes[kStrong] = n * sizeof(float);
-  buf.bytes[kSampleIn] = buf.bytes[kUnetOut] = (any_guided ? 2 : 1) * n * sizeof(float);
-  buf.layout = plan_workspace(std::vector<size_t>(buf.bytes.begin(), buf.bytes.end()));
-  buf.base = ws.reserve(buf.layout.bytes);
-
-  const size_t upload_bytes = buf.layout.offsets[kUploaded];
-  std::vector<unsigned char>& staging = ws.staging();
-  staging.assign(upload_bytes, 0);
-  for (size_t k = 0; k < kUploaded; ++k) {
-    if (buf.bytes[k] > 0) {
-      std::memcpy(staging.data() + buf.layout.offsets[k], buf.host[k].data(), buf.bytes[k]);
-    }
-  }
-  check(cudaMemcpyAsync(buf.base, staging.data(), upload_bytes, cudaMemcpyHostToDevice, stream),
-        "upload");
-
-  LoopStats stats;
-  stats.lane = lane;
-  const PredictionType prediction = schedule.prediction_type();
-  auto timestep_index = [&](int64_t t) {
-    for (size_t i = 0; i < ts.size(); ++i) {
-      if (ts[i] == t) return i;
-    }
-    detail::throw_error(ErrorCode::kInternal, "timestep ", t, " not in the schedule");
-  };
-  // Timers: 2 per UNet call (start, end). Marks: one per step (done), then the end.
+  const size_t n = static_cast<size_t>(request.shape.count());
   const int64_t steps = schedule.num_steps();
-  const size_t max_calls = static_cast<size_t>(3 * steps);
-  auto step_event = [&](int64_t step) { return ws.mark(static_cast<size_t>(step)); };
-  float* sample_in = buf.at(kSampleIn);
-  float* unet_out = buf.at(kUnetOut);
-  const GuidedStepFn step = [&](Role role, const float* xin, int64_t t, const DdimCoeffs& c,
-                                float* out) {
-    const size_t r = static_cast<size_t>(role);
-    const bool g = guided[r];
-    const bool d = doubled[r];
-    const RoleConditioning& rc = request.roles[r];
-    check_cuda(
-        launch_pack_sample(xin, sample_in, DType::kFloat32, d, static_cast<int64_t>(n), stream),
-        "pack sample");
-    UnetInputs in;
-    in.sample = sample_in;
-    in.batch = (d ? 2 : 1) * shape.batch;
-    in.channels = shape.channels;
-    in.height = shape.height;
-    in.width = shape.width;
-    in.timestep_device = buf.at(kTimesteps) + timestep_index(t) * kSlotFloats;
-    in.lora_scale_device = buf.at(kLoraScales) + r * kSlotFloats;
-    in.text = buf.at(kText + 3 * r);
-    in.text_len = cs.text_len;
-    in.text_dim = cs.text_dim;
-    if (added) {
-      in.text_embeds = buf.at(kText + 3 * r + 1);
-      in.pooled_dim = cs.pooled_dim;
-      in.time_ids = buf.at(kText + 3 * r + 2);
-      in.time_ids_dim = cs.time_ids_dim;
-    }
-    in.lane = lane;
-    const size_t call = static_cast<size_t>(stats.unet_calls);
-    W2SD_CHECK_INTERNAL(call < max_calls, "more UNet calls than 3 per step");
-    check(cudaEventRecord(ws.timer(2 * call), stream), "cudaEventRecord");
-    backend.run_unet(rc.unet, in, unet_out);
-    check(cudaEventRecord(ws.timer(2 * call + 1), stream), "cudaEventRecord");
-    ++stats.unet_calls;
-    check_cuda(launch_guided_ddim_update(unet_out, DType::kFloat32, g, rc.guidance, xin, out,
-                                         static_cast<int64_t>(n), c, prediction, stream),
-               "guided DDIM update");
-  };
-  // Progress reports steps the device has finished, not steps queued: after queueing step
-  // k the host waits for step k-1 (so the device always has the next step queued) and
-  // reports it; the last step is reported once the stream is done.
+  // Timers: 2 per UNet call (start, end). Marks: one per step (done), then the end.
+  DeviceMemory memory(ws, plan_guidance(request, BatchPolicy::kOneBatchForEveryCall),
+                      schedule.timesteps(), request, latents, 3 * steps);
+  const GuidancePlan& plan = memory.plan();
+  GuidedDenoiser model(backend, request, plan, memory, schedule.prediction_type(), lane);
   int64_t reported = 0;
-  ProgressFn on_step;
-  if (progress) {
-    on_step = [&](int64_t done, int64_t total) {
-      check(cudaEventRecord(step_event(done - 1), stream), "cudaEventRecord");
-      if (done < 2) return true;
-      check(cudaEventSynchronize(step_event(done - 2)), "cudaEventSynchronize");
-      reported = done - 1;
-      if (!progress(done - 1, total)) {
-        detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", done - 1,
-                            " of ", total);
-      }
-      return true;
-    };
-  }
+  const ProgressFn on_step = device_progress(ws, progress, &reported);
   const auto start = std::chrono::steady_clock::now();
-  float* x = buf.at(kLatents);
+  float* x = memory.at(kLatents);
   try {
-    run_reflection_loop(schedule, reflection, request.inversion, step, x, buf.at(kStrong), on_step);
+    run_reflection_loop(schedule, reflection, request.inversion, model.as_step_fn(), x,
+                        memory.at(kStrong), on_step);
     check(cudaMemcpyAsync(latents, x, n * sizeof(float), cudaMemcpyDeviceToHost, stream),
           "download latents");
     wait_for(ws, static_cast<size_t>(steps), stream);
@@ -264,18 +255,13 @@ LoopStats run_loop_on_device(InferenceBackend& backend, LaneWorkspace& ws,
     cudaGetLastError();
     throw;
   }
+  LoopStats stats;
+  stats.lane = lane;
   stats.loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (size_t call = 0; call < static_cast<size_t>(stats.unet_calls); ++call) {
-    float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, ws.timer(2 * call), ws.timer(2 * call + 1)),
-          "cudaEventElapsedTime");
-    stats.unet_seconds += ms / 1000.0;
-  }
-  if (progress && reported < steps && !progress(steps, steps)) {
-    detail::throw_error(ErrorCode::kCancelled, "sampling cancelled after step ", steps, " of ",
-                        steps);
-  }
+  stats.unet_calls = model.unet_calls();
+  stats.unet_seconds = memory.unet_seconds();
+  if (reported < steps) report_progress(progress, steps, steps);
   return stats;
 }
 

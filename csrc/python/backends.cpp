@@ -1,0 +1,34 @@
+// ONNX Runtime's library, which backends can run here, and what this build knows of CUDA.
+#include <pybind11/stl.h>
+
+#include "binding.h"
+#include "w2sd/backend_factory.h"
+#include "w2sd/cuda_support.h"
+#include "w2sd/ort_library.h"
+
+namespace w2sd::python {
+
+void bind_backends(py::module_& m) {
+  m.def(
+      "load_ort_library",
+      [](const std::string& path) {
+        const OrtLibraryInfo& info = load_ort_library(path);
+        return py::make_tuple(info.path, info.version, info.api_version);
+      },
+      py::arg("path"), "Load ONNX Runtime's shared library; returns (path, version, api_version).");
+  m.def(
+      "backend_availability",
+      [](const std::string& backend) {
+        const BackendAvailability a = backend_availability(backend);
+        return py::make_tuple(a.available, a.reason);
+      },
+      py::arg("backend"),
+      "(available, reason) for backend 'cpu', 'openvino', 'cuda' or 'tensorrt' "
+      "(load_ort_library first).");
+  m.def("cuda_compiled", &cuda_compiled,
+        "Whether this build has the CUDA kernels and the CUDA/TensorRT backend.");
+  m.def("cuda_device_count", &cuda_device_count,
+        "CUDA devices visible to this build (0 without CUDA support, driver or device).");
+}
+
+}  // namespace w2sd::python

@@ -1,0 +1,101 @@
+"""What each backend's engine is loaded with, one function per backend: the build's
+provider options and the backend's own quirks (OpenVINO's cache and static-shape UNet
+sessions, TensorRT's per-model profiles), so that ``runtime`` knows no backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EngineDirError, InvalidArgumentError
+from .manifest import BackendBuild, Manifest
+from .ort_library import find_ort_library, openvino_cache_support
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The backend-specific fields of the core's EngineConfig."""
+
+    provider_options: dict[str, str] = field(default_factory=dict)
+    model_provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    unet_shape_sessions: int = 0
+    warm_unet_shapes: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+
+
+def _facts(built: BackendBuild) -> dict[str, Any]:
+    return built.model_extra or {}
+
+
+def _build_provider_options(built: BackendBuild) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (_facts(built).get("provider_options") or {}).items()}
+
+
+def _per_model(built: BackendBuild) -> dict[str, dict[str, str]]:
+    per_model = _facts(built).get("model_provider_options") or {}
+    return {k: {str(a): str(b) for a, b in v.items()} for k, v in per_model.items()}
+
+
+def _refuse_shape_sessions(unet_shape_sessions: int | None) -> None:
+    if unet_shape_sessions is not None:
+        raise InvalidArgumentError(
+            "unet_shape_sessions: static-shape UNet sessions are for backend 'openvino'",
+            param="unet_shape_sessions",
+        )
+
+
+def _plain(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
+    """cpu and cuda: the build's provider options (and per-model ones) as they are."""
+    _refuse_shape_sessions(shape_sessions)
+    return LoadOptions(_build_provider_options(built), _per_model(built))
+
+
+def _openvino(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
+    """The cache inside the engine dir (only where OpenVINO can read its cache back), and the
+    static-shape UNet sessions: the build's count unless the caller chose one."""
+    opts = _build_provider_options(built)
+    if openvino_cache_support(find_ort_library("openvino"))[0]:
+        opts["cache_dir"] = str(manifest.path("openvino/cache"))
+    facts = _facts(built)
+    sessions = int(facts.get("unet_shape_sessions", 0))
+    if shape_sessions is not None:
+        bad = isinstance(shape_sessions, bool) or not isinstance(shape_sessions, int)
+        if bad or shape_sessions < 0:
+            raise InvalidArgumentError(
+                f"unet_shape_sessions must be a non-negative int, got {shape_sessions!r}",
+                param="unet_shape_sessions",
+            )
+        sessions = shape_sessions
+    warm = [
+        (int(s["unet"]), {k: int(v) for k, v in s.items() if k != "unet"})
+        for s in facts.get("warm_unet_shapes", [])
+    ]
+    return LoadOptions(opts, _per_model(built), sessions, warm if sessions else [])
+
+
+def _tensorrt(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
+    """The build's per-model profiles and precision, which every TensorRT build must have."""
+    _refuse_shape_sessions(shape_sessions)
+    if _facts(built).get("model_provider_options") is None:
+        raise EngineDirError(
+            f"{manifest.root}: its tensorrt build predates per-model profiles and "
+            f"relative EP-context paths; run `w2sd build {manifest.root} --backend "
+            "tensorrt`"
+        )
+    return LoadOptions(_build_provider_options(built), _per_model(built))
+
+
+_ASSEMBLERS: dict[str, Callable[[Manifest, BackendBuild, int | None], LoadOptions]] = {
+    "cpu": _plain,
+    "openvino": _openvino,
+    "cuda": _plain,
+    "tensorrt": _tensorrt,
+}
+
+
+def load_options(
+    backend: str, manifest: Manifest, built: BackendBuild, unet_shape_sessions: int | None
+) -> LoadOptions:
+    """The load options of `backend` for this engine dir's build of it. `unet_shape_sessions`
+    (OpenVINO only): the caller's choice, None for the build's."""
+    return _ASSEMBLERS[backend](manifest, built, unet_shape_sessions)

@@ -1,0 +1,59 @@
+"""Type stub of w2sd.testing (the compiled w2sd._core.testing, csrc/python/testing.cpp);
+`mypy.stubtest` and tests/test_stub.py check it against the built extension."""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_FloatArray = npt.NDArray[np.float32]
+
+def guided_ddim_update(
+    e_uncond: npt.ArrayLike,
+    e_cond: npt.ArrayLike,
+    guidance: float,
+    x: npt.ArrayLike,
+    a: float,
+    a_next: float,
+    prediction_type: str,
+) -> _FloatArray: ...
+def cfg_combine(e_uncond: npt.ArrayLike, e_cond: npt.ArrayLike, guidance: float) -> _FloatArray: ...
+def cuda_guided_ddim_update(
+    unet_out: npt.ArrayLike,
+    guided: bool,
+    guidance: float,
+    x: npt.ArrayLike,
+    a: float,
+    a_next: float,
+    prediction_type: str,
+    unet_dtype: str = "float32",
+    device: int = 0,
+) -> _FloatArray: ...
+def cuda_pack_sample(x: npt.ArrayLike, dtype: str, twice: bool, device: int = 0) -> bytes: ...
+def plan_workspace(sizes: Sequence[int]) -> tuple[list[int], int]: ...
+def slot_table(values: Sequence[float]) -> list[float]: ...
+def grown_capacity(capacity: int, needed: int) -> int: ...
+def doubled_batch(guided: Sequence[bool]) -> list[bool]: ...
+def reshape_input_option(names: Sequence[str], shape: Mapping[str, int]) -> str: ...
+def trim_mapped_files(dirs: Sequence[str]) -> int: ...
+def probe_gpu_provider(provider: str, device_id: int = 0) -> str: ...
+def gpu_provider_options(
+    provider: str,
+    device_id: int,
+    common: Sequence[tuple[str, str]],
+    model: Sequence[tuple[str, str]],
+) -> list[tuple[str, str]]: ...
+def raise_error(kind: str, param: str = "") -> None: ...
+
+class LanePool:
+    def __init__(self, lanes: int) -> None: ...
+    def acquire(self) -> int: ...
+    def release(self, lane: int) -> None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def in_use(self) -> int: ...
+
+DEVICE_ALIGNMENT: int
+SLOT_FLOATS: int
+GPU_INTRA_OP_THREADS: int
