@@ -64,7 +64,7 @@ def provider_options(precision: str) -> dict[str, str]:
     return options
 
 
-# Static-shape UNet sessions per UNet (OrtBackendConfig::unet_shape_sessions): the guided
+# Static-shape UNet sessions per UNet (OpenVinoBackendConfig::unet_shape_sessions): the guided
 # (2B) and the unguided (B) batch of one request size.
 UNET_SHAPE_SESSIONS = 2
 

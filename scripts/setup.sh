@@ -50,7 +50,8 @@ fi
 
 ort=${W2SD_ORT:-cpu}
 case "$ort" in cpu | gpu) ;; *) log "W2SD_ORT must be cpu or gpu, got '$ort'"; exit 2 ;; esac
-# An editable install: Python edits take effect at once; the C++ extension is rebuilt (in
+# An editable install (its build tools in the venv too, for the quick C++ rebuild in
+# DEVELOPERS.md): Python edits take effect at once; the C++ extension is rebuilt (in
 # build/, incrementally) when a C++ source, the CUDA choice or the flavour changed.
 stamp=$venv/.w2sd-installed
 want="cuda=$cuda ort=$ort"
@@ -58,7 +59,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
     || [ -n "$(find csrc CMakeLists.txt pyproject.toml -newer "$stamp" -type f 2>/dev/null \
     | head -n 1)" ]; then
   log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda, ONNX Runtime: $ort) into $venv"
-  "${pip[@]}" "${build_args[@]}" -e ".[$ort,test,lint]"
+  "${pip[@]}" "${build_args[@]}" -e ".[$ort,test,lint]" scikit-build-core pybind11
   echo "$want" >"$stamp"
 fi
 # The OpenVINO EP (`--backend openvino`, bf16 on CPUs that have it): the onnxruntime-openvino
