@@ -107,7 +107,9 @@ def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyp
     chosen, absent = runner.default_baselines("openvino")
     assert chosen == ("diffusers", "ort-python", "ddim")
     assert "none of amx_bf16, avx512_bf16" in absent["diffusers-bf16"]
-    assert runner.default_baselines("cuda") == (everything, {})  # fp16 autocast on a GPU
+    # On a GPU: diffusers' own fp16 pipelines are the peers; the reference loop the oracle.
+    gpu = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
+    assert runner.default_baselines("cuda") == (gpu, {})
 
 
 def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]

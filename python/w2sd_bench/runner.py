@@ -177,13 +177,14 @@ def _loop_gflop(
     return per_batch[2], total
 
 
-def run_bench(opts: BenchOptions) -> dict[str, Any]:
-    log = opts.log
+def _baselines(opts: BenchOptions) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The baselines to run and those left out with why; refuses unknown names and bad
+    options."""
     absent: dict[str, str] = {}
     if opts.baselines is None:
         baselines, absent = default_baselines(opts.backend)
         for b, why in absent.items():
-            log(f"bench: leaving out {b} ({why}; --baselines {b} runs it anyway)")
+            opts.log(f"bench: leaving out {b} ({why}; --baselines {b} runs it anyway)")
     else:
         baselines = opts.baselines
     for b in baselines:
@@ -195,8 +196,12 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         raise InvalidArgumentError("--repeat must be >= 1 and --warmup >= 0")
     if (opts.engine_dir is None) == (opts.workload is None):
         raise InvalidArgumentError("give either ENGINE_DIR or --workload, not both or neither")
-    # A backend this machine cannot run is an error here, never a silent CPU run.
-    require_backend(opts.backend)
+    return baselines, absent
+
+
+def _target(opts: BenchOptions) -> tuple[Path, str, int, int, int, int]:
+    """(engine dir, name, T, λ, height, width): the named workload (built once) or the
+    engine dir's own defaults."""
     if opts.workload is not None:
         if opts.workload not in WORKLOADS:
             raise InvalidArgumentError(
@@ -204,16 +209,122 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "workloads need a CUDA machine)"
             )
         wl = WORKLOADS[opts.workload]
-        engine = prepare(opts.workload, opts.cache_dir, log, backend=opts.backend)
-        name = wl.name
-        steps, reflection = wl.steps, wl.reflection_steps
-        height, width = wl.height, wl.width
-    else:
-        engine = Path(opts.engine_dir)  # type: ignore[arg-type]
-        name = engine.name
-        spec = load_manifest(engine).spec
-        steps, reflection = spec.defaults.num_inference_steps, spec.defaults.reflection_steps
-        height, width = spec.image.default_height, spec.image.default_width
+        engine = prepare(opts.workload, opts.cache_dir, opts.log, backend=opts.backend)
+        return engine, wl.name, wl.steps, wl.reflection_steps, wl.height, wl.width
+    engine = Path(opts.engine_dir)  # type: ignore[arg-type]
+    spec = load_manifest(engine).spec
+    steps, reflection = spec.defaults.num_inference_steps, spec.defaults.reflection_steps
+    return (
+        engine,
+        engine.name,
+        steps,
+        reflection,
+        spec.image.default_height,
+        spec.image.default_width,
+    )
+
+
+def _systems(
+    base: dict[str, Any],
+    baselines: tuple[str, ...],
+    m: Manifest,
+    absent: dict[str, str],
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Each system's worker configuration: the runtime first, then every baseline that can
+    run (one that cannot is added to `absent` with why)."""
+    steps, reflection = base["steps"], base["reflection"]
+    systems: dict[str, dict[str, Any]] = {"runtime": {**base, "kind": "runtime"}}
+    for b in baselines:
+        if b == "ddim":
+            systems[b] = {
+                **base,
+                "kind": "runtime",
+                "steps": steps + 2 * reflection,
+                "reflection": 0,
+            }
+            continue
+        if b == "ort-python":
+            systems[b] = {**base, "kind": "ort-python"}
+            continue
+        found = _sources_and_loras(m)
+        if found is None:
+            absent[b] = "the engine's source folders are gone"
+        elif b in PIPELINE_PEERS and any(found[1].values()):
+            absent[b] = "diffusers' pipeline peers run no LoRA"
+        elif b in PIPELINE_PEERS:
+            systems[b] = {
+                **base,
+                "kind": "diffusers-pipeline",
+                "sources": found[0],
+                "compile": b == "diffusers-compile",
+                "pipeline_steps": steps + 2 * reflection,
+            }
+        else:
+            systems[b] = {
+                **base,
+                "kind": "diffusers",
+                "sources": found[0],
+                "loras": found[1],
+                "autocast": b == "diffusers-bf16",
+            }
+        if b in absent:
+            log(f"bench: skipping {b} ({absent[b]})")
+    return systems
+
+
+def _interleaved(
+    systems: dict[str, dict[str, Any]], opts: BenchOptions, name: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any] | None]:
+    """Interleaved rounds (A B C, A B C, ...): each round runs every system once, in a fresh
+    process (its own peak memory) after its warm-up, so machine drift hits all alike. The
+    first round also keeps what the runtime and diffusers (fp32) computed from the same
+    latents: how far the runtime's precision is from the fp32 reference."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in systems}
+    compared = [k for k in ("runtime", "diffusers") if k in systems]
+    with tempfile.TemporaryDirectory(prefix="w2sd-bench-") as scratch:
+        outputs = {k: str(Path(scratch) / f"{k}.npz") for k in compared}
+        for r in range(opts.repeat):
+            for key, cfg in systems.items():
+                opts.log(f"bench {name}: round {r + 1}/{opts.repeat}: {key}")
+                keep = {"outputs_out": outputs[key]} if r == 0 and key in outputs else {}
+                runs[key].append(_worker({**cfg, "repeat": 1, "concurrency": 1, **keep}))
+        check = precision_check(outputs) if len(compared) == 2 else None
+    return runs, check
+
+
+def _roofline(
+    m: Manifest, engine: Path, base: dict[str, Any], rt: dict[str, Any], bf16: bool
+) -> dict[str, Any]:
+    """The loop's achieved GFLOP/s against this CPU's matmul peak in the precision in use."""
+    unet_gflop, loop_gflop = _loop_gflop(
+        m, engine, base["latent_shape"], base["steps"], base["reflection"], base["guidance"]
+    )
+    peak = _worker({"kind": "peak", "bf16": bf16})
+    achieved = loop_gflop / (rt["unet_call_s"] * rt["unet_calls"])
+    peak_in_use = peak["bf16_peak_gflops"] if bf16 else peak["peak_gflops"]
+    return {
+        "unet_gflop": unet_gflop,
+        "loop_gflop": loop_gflop,
+        "achieved_gflops": achieved,
+        "peak_gflops": peak_in_use,
+        "fp32_peak_gflops": peak["peak_gflops"],
+        "bf16_peak_gflops": peak["bf16_peak_gflops"],
+        "peak_source": (
+            f"torch bf16 matmul {peak['matmul_n']}^3"
+            if bf16
+            else f"ONNX Runtime fp32 MatMul {peak['matmul_n']}^3"
+        ),
+        "fraction": achieved / peak_in_use,
+    }
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    log = opts.log
+    baselines, absent = _baselines(opts)
+    # A backend this machine cannot run is an error here, never a silent CPU run.
+    require_backend(opts.backend)
+    engine, name, steps, reflection, height, width = _target(opts)
     m = load_manifest(engine)
     steps = opts.steps or steps
     reflection = reflection if opts.reflection_steps is None else opts.reflection_steps
@@ -235,58 +346,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "threads": opts.threads,
         "backend": opts.backend,
     }
-
-    systems: dict[str, dict[str, Any]] = {"runtime": {**base, "kind": "runtime"}}
-    for b in baselines:
-        if b == "ddim":
-            systems[b] = {
-                **base,
-                "kind": "runtime",
-                "steps": steps + 2 * reflection,
-                "reflection": 0,
-            }
-        elif b == "ort-python":
-            systems[b] = {**base, "kind": "ort-python"}
-        else:
-            found = _sources_and_loras(m)
-            if found is None:
-                absent[b] = "the engine's source folders are gone"
-                log(f"bench: skipping {b} ({absent[b]})")
-                continue
-            if b in PIPELINE_PEERS:
-                if any(found[1].values()):
-                    absent[b] = "diffusers' pipeline peers run no LoRA"
-                    log(f"bench: skipping {b} ({absent[b]})")
-                    continue
-                systems[b] = {
-                    **base,
-                    "kind": "diffusers-pipeline",
-                    "sources": found[0],
-                    "compile": b == "diffusers-compile",
-                    "pipeline_steps": steps + 2 * reflection,
-                }
-                continue
-            systems[b] = {
-                **base,
-                "kind": "diffusers",
-                "sources": found[0],
-                "loras": found[1],
-                "autocast": b == "diffusers-bf16",
-            }
-    # Interleaved rounds (A B C, A B C, ...): each round runs every system once, in a fresh
-    # process (its own peak memory) after its warm-up, so machine drift hits all alike.
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in systems}
-    # The first round also keeps what the runtime and diffusers (fp32) computed, from the
-    # same latents: how far the runtime's precision is from the fp32 reference.
-    compared = [k for k in ("runtime", "diffusers") if k in systems]
-    with tempfile.TemporaryDirectory(prefix="w2sd-bench-") as scratch:
-        outputs = {k: str(Path(scratch) / f"{k}.npz") for k in compared}
-        for r in range(opts.repeat):
-            for key, cfg in systems.items():
-                log(f"bench {name}: round {r + 1}/{opts.repeat}: {key}")
-                keep = {"outputs_out": outputs[key]} if r == 0 and key in outputs else {}
-                runs[key].append(_worker({**cfg, "repeat": 1, "concurrency": 1, **keep}))
-        check = precision_check(outputs) if len(compared) == 2 else None
+    systems = _systems(base, baselines, m, absent, log)
+    runs, check = _interleaved(systems, opts, name)
     rt = _aggregate(runs["runtime"])
     if opts.concurrency > 1:
         log(f"bench {name}: runtime, {opts.concurrency} requests in flight")
@@ -317,31 +378,12 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             res = _aggregate(runs[key])
             res["speedup"] = res["e2e_s"]["median"] / median
             result["baselines"][key] = res
-
     if opts.backend in ("cuda", "tensorrt"):
-        # The roofline below is the CPU's matmul peak: no statement about a GPU.
+        # The roofline is the CPU's matmul peak: no statement about a GPU.
         result["machine"]["gpu"] = gpu_info()
         return result
     log(f"bench {name}: roofline")
-    unet_gflop, loop_gflop = _loop_gflop(m, engine, latent, steps, reflection, guidance)
-    bf16 = result["precision"] == "bf16"
-    peak = _worker({"kind": "peak", "bf16": bf16})
-    achieved = loop_gflop / (rt["unet_call_s"] * rt["unet_calls"])
-    peak_in_use = peak["bf16_peak_gflops"] if bf16 else peak["peak_gflops"]
-    result["roofline"] = {
-        "unet_gflop": unet_gflop,
-        "loop_gflop": loop_gflop,
-        "achieved_gflops": achieved,
-        "peak_gflops": peak_in_use,
-        "fp32_peak_gflops": peak["peak_gflops"],
-        "bf16_peak_gflops": peak["bf16_peak_gflops"],
-        "peak_source": (
-            f"torch bf16 matmul {peak['matmul_n']}^3"
-            if bf16
-            else f"ONNX Runtime fp32 MatMul {peak['matmul_n']}^3"
-        ),
-        "fraction": achieved / peak_in_use,
-    }
+    result["roofline"] = _roofline(m, engine, base, rt, result["precision"] == "bf16")
     return result
 
 
