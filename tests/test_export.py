@@ -213,7 +213,7 @@ def test_exported_weights_are_stored_transposed_not_transposed_at_run_time(engin
     assert locations == {"model.onnx.data"}
     assert not [i.name for i in model.graph.input if i.name in inits]
     # Nothing left that computes from constants alone (the OpenVINO EP would split there).
-    from export.onnx_export import fold_constants
+    from export.onnx_weights import fold_constants
 
     for rel in ("unet0", "text_encoder0", "vae_decoder"):
         m = onnx.load(str(engine_dir / rel / "model.onnx"), load_external_data=False)
