@@ -24,10 +24,10 @@ from w2sd import InvalidArgumentError
 from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
 from w2sd.latents import initial_latents
 from w2sd.ort_library import openvino_cache_support, openvino_library
+from w2sd.spec_bounds import REDUCED_PRECISION_MIN_PSNR_DB
 from w2sd_bench.runner import image_psnr_db
 
 SCENARIO = Path(__file__).with_name("openvino_scenario.py")
-MIN_PSNR_DB = 30.0  # spec: reduced precision on CPU
 KW = dict(num_inference_steps=10, reflection_steps=5, strong_guidance=7.5, weak_guidance=5.0)
 HAS_BF16 = bool(cpu_flags() & set(BF16_FLAGS))
 
@@ -122,7 +122,7 @@ def test_bf16_image_psnr(engine_dir, reference, tmp_path):  # type: ignore[no-un
     _record("bf16_latents_rel_diff", relative_diff(got["latents_official"], ref.latents))
     psnr = image_psnr_db(got["images_official"], ref.images)
     _record("bf16_image_psnr_db", psnr)
-    assert psnr >= MIN_PSNR_DB
+    assert psnr >= REDUCED_PRECISION_MIN_PSNR_DB
 
 
 def _fresh_process(code: str, *args: str, env: dict[str, str] | None = None) -> str:
