@@ -157,28 +157,24 @@ class Checkpoint:
     def load_unet(self) -> Any:
         from diffusers import UNet2DConditionModel
 
-        with loading("the UNet", self.path, "unet"):
-            if self.single_file:
-                unet = UNet2DConditionModel.from_single_file(
-                    str(self.path), **self._single_file_kwargs(), subfolder="unet"
-                )
-            else:
-                unet = UNet2DConditionModel.from_pretrained(
-                    self.path / "unet", **self._folder_kwargs("unet")
-                )
-        return _fp32(unet)
+        return self._load_model(UNet2DConditionModel, "unet", "the UNet")
 
     def load_vae(self) -> Any:
         from diffusers import AutoencoderKL
 
-        with loading("the VAE", self.path, "vae"):
+        return self._load_model(AutoencoderKL, "vae", "the VAE")
+
+    def _load_model(self, cls: Any, sub: str, what: str) -> Any:
+        """A diffusers model: from_single_file (its config from config_dir) or
+        from_pretrained of the folder's `sub`."""
+        with loading(what, self.path, sub):
             if self.single_file:
-                vae = AutoencoderKL.from_single_file(
-                    str(self.path), **self._single_file_kwargs(), subfolder="vae"
+                model = cls.from_single_file(
+                    str(self.path), **self._single_file_kwargs(), subfolder=sub
                 )
             else:
-                vae = AutoencoderKL.from_pretrained(self.path / "vae", **self._folder_kwargs("vae"))
-        return _fp32(vae)
+                model = cls.from_pretrained(self.path / sub, **self._folder_kwargs(sub))
+        return _fp32(model)
 
     def load_text_encoder(self, spec: TextEncoderSpec) -> Any:
 

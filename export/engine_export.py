@@ -195,6 +195,33 @@ def _verified(checks: dict[str, float], log: Callable[[str], None]) -> Callable[
     return record
 
 
+def _unet_facts(
+    where: Path, text_dim: int, latent_channels: int
+) -> Callable[[torch.nn.Module], dict[str, Any]]:
+    """The facts read from a UNet before it is freed, refusing one that does not fit the
+    text encoders or the VAE."""
+
+    def facts(wrapper: torch.nn.Module) -> dict[str, Any]:
+        cfg = wrapper.unet.config
+        if cfg.cross_attention_dim != text_dim:
+            raise InvalidArgumentError(
+                f"{where}: unet cross_attention_dim {cfg.cross_attention_dim} != text "
+                f"encoder hidden size {text_dim}"
+            )
+        if cfg.in_channels != latent_channels:
+            raise InvalidArgumentError(
+                f"{where}: unet in_channels {cfg.in_channels} != VAE latent_channels "
+                f"{latent_channels}"
+            )
+        return {
+            "up_levels": len(cfg.block_out_channels) - 1,
+            "sample_size": int(cfg.sample_size),
+            "added": ox.unet_added_dims(wrapper.unet),
+        }
+
+    return facts
+
+
 def _export_unets(
     tmp: Path, opts: ExportOptions, plan: _Plan, text_dim: int, vae: dict[str, Any], record: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], dict[str, float | None]]:
@@ -240,26 +267,9 @@ def _export_unets(
                 fuse_unet_lora(pipeline_cls(), unet, lora)
             return ox.UnetForExport(unet, scale)
 
-        def facts(wrapper: torch.nn.Module, where: Path = ck.path) -> dict[str, Any]:
-            cfg = wrapper.unet.config
-            if cfg.cross_attention_dim != text_dim:
-                raise InvalidArgumentError(
-                    f"{where}: unet cross_attention_dim {cfg.cross_attention_dim} != text "
-                    f"encoder hidden size {text_dim}"
-                )
-            if cfg.in_channels != vae["latent_channels"]:
-                raise InvalidArgumentError(
-                    f"{where}: unet in_channels {cfg.in_channels} != VAE latent_channels "
-                    f"{vae['latent_channels']}"
-                )
-            return {
-                "up_levels": len(cfg.block_out_channels) - 1,
-                "sample_size": int(cfg.sample_size),
-                "added": ox.unet_added_dims(wrapper.unet),
-            }
-
         rel = f"unet{idx}/model.onnx"
         text_len = int(plan.text_plan.encoders[0].facts["max_length"])
+        facts = _unet_facts(ck.path, text_dim, int(vae["latent_channels"]))
         part = ox.unet_component(
             build, latent_hw=16, text_len=text_len, lora_scales=scales, facts=facts
         )
@@ -315,6 +325,28 @@ def _export_into(tmp: Path, opts: ExportOptions, plan: _Plan) -> EngineManifest:
     )
 
 
+def _image_section(opts: ExportOptions, vae_scale: int, facts: dict[str, Any]) -> dict[str, int]:
+    """Default, smallest and largest image sizes, and the multiple they must be of."""
+    # Traced upsampling assumes latents divisible by 2**(number of UNet upsamplers).
+    size_multiple = vae_scale * 2 ** facts["up_levels"]
+    default_size = facts["sample_size"] * vae_scale
+    default_size = max(size_multiple, default_size - default_size % size_multiple)
+    min_size = opts.min_size or size_multiple
+    max_size = opts.max_size or max(default_size * 2, 1024)
+    for name, v in (("--min-size", min_size), ("--max-size", max_size)):
+        if v % size_multiple:
+            raise InvalidArgumentError(f"{name} must be a multiple of {size_multiple}")
+    if min_size > max_size:
+        raise InvalidArgumentError("--min-size must not exceed --max-size")
+    return {
+        "default_height": default_size,
+        "default_width": default_size,
+        "min_size": int(min_size),
+        "max_size": int(max_size),
+        "size_multiple": int(size_multiple),
+    }
+
+
 def _manifest(
     tmp: Path,
     opts: ExportOptions,
@@ -331,17 +363,6 @@ def _manifest(
     vae_scale = int(vae["scale"])
     text_len = int(encoders_meta[0]["max_length"])
     added = unet_facts[0]["added"]
-    # Traced upsampling assumes latents divisible by 2**(number of UNet upsamplers).
-    size_multiple = vae_scale * 2 ** unet_facts[0]["up_levels"]
-    default_size = unet_facts[0]["sample_size"] * vae_scale
-    default_size = max(size_multiple, default_size - default_size % size_multiple)
-    min_size = opts.min_size or size_multiple
-    max_size = opts.max_size or max(default_size * 2, 1024)
-    for name, v in (("--min-size", min_size), ("--max-size", max_size)):
-        if v % size_multiple:
-            raise InvalidArgumentError(f"{name} must be a multiple of {size_multiple}")
-    if min_size > max_size:
-        raise InvalidArgumentError("--min-size must not exceed --max-size")
 
     artifacts = artifacts_under(tmp, tmp)
     guidance = plan.guidance
@@ -357,13 +378,7 @@ def _manifest(
             "latent_channels": int(vae["latent_channels"]),
             "vae_scale_factor": int(vae_scale),
             "vae_scaling_factor": float(vae["scaling_factor"]),
-            "image": {
-                "default_height": default_size,
-                "default_width": default_size,
-                "min_size": int(min_size),
-                "max_size": int(max_size),
-                "size_multiple": int(size_multiple),
-            },
+            "image": _image_section(opts, vae_scale, unet_facts[0]),
             "text": {
                 "encoders": encoders_meta,
                 "encoder_sets": encoder_sets_meta(plan.text_plan),

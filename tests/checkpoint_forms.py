@@ -53,29 +53,20 @@ def unet_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
                 if kind == "resnets"
                 else f"middle_block.1.{tail}"
             )
-        elif m and m.group(1) == "down_blocks":
+        elif m:
+            down = m.group(1) == "down_blocks"
             i, kind, j, tail = int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+            first = 1 + i * per if down else i * per  # input_blocks.0 is conv_in
+            blocks = "input_blocks" if down else "output_blocks"
             if kind == "downsamplers":
-                new = f"input_blocks.{1 + i * per + per - 1}.0.op.{tail.removeprefix('conv.')}"
-            else:
-                idx = 1 + i * per + j
-                new = (
-                    f"input_blocks.{idx}.0.{_resnet(tail)}"
-                    if kind == "resnets"
-                    else f"input_blocks.{idx}.1.{tail}"
-                )
-        elif m and m.group(1) == "up_blocks":
-            i, kind, j, tail = int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
-            if kind == "upsamplers":
+                new = f"{blocks}.{first + per - 1}.0.op.{tail.removeprefix('conv.')}"
+            elif kind == "upsamplers":
                 slot = 2 if i in attn_ups else 1
-                new = f"output_blocks.{i * per + per - 1}.{slot}.{tail}"
+                new = f"{blocks}.{first + per - 1}.{slot}.{tail}"
+            elif kind == "resnets":
+                new = f"{blocks}.{first + j}.0.{_resnet(tail)}"
             else:
-                idx = i * per + j
-                new = (
-                    f"output_blocks.{idx}.0.{_resnet(tail)}"
-                    if kind == "resnets"
-                    else f"output_blocks.{idx}.1.{tail}"
-                )
+                new = f"{blocks}.{first + j}.1.{tail}"
         else:
             raise ValueError(f"no LDM name for UNet key {key!r}")
         out["model.diffusion_model." + new] = value
