@@ -14,6 +14,7 @@ Needs torch, diffusers, transformers and peft (``pip install w2sd-runtime[export
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,10 @@ class W2SDReference:
                 continue
             path, scale = _lora_file_and_scale(loras[role])
             name = f"w2sd_{role}"
-            pipe.load_lora_weights(path, adapter_name=name)
+            with warnings.catch_warnings():
+                # One adapter per role on a shared pipeline is what this oracle wants.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(path, adapter_name=name)
             self.adapters[role] = (name, scale)
         self.pipe = self.pipes["strong"]
         self.family = "sdxl" if hasattr(self.pipe, "text_encoder_2") else "sd"
