@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from w2sd.errors import InvalidArgumentError
+from w2sd.errors import ExportError
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,20 @@ def detect_family(model_index: dict[str, Any]) -> Family:
     """SD 1.x/2.x or SDXL (base), from a diffusers folder's model_index.json."""
     cls = str(model_index.get("_class_name", ""))
     if model_index.get("requires_aesthetics_score"):
-        raise InvalidArgumentError(f"{cls}: SDXL refiner pipelines are not supported")
+        raise ExportError(f"{cls}: SDXL refiner pipelines are not supported", param="_class_name")
     if "text_encoder_2" in model_index:
         if model_index.get("text_encoder") in (None, [None, None]):
-            raise InvalidArgumentError(
-                f"{cls}: pipelines without the first text encoder are not supported"
+            raise ExportError(
+                f"{cls}: pipelines without the first text encoder are not supported",
+                param="text_encoder",
             )
         return SDXL
     if cls in ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline") or (
         "text_encoder" in model_index and "unet" in model_index
     ):
         return SD
-    raise InvalidArgumentError(
-        f"unsupported pipeline class {cls!r}: expected a Stable Diffusion 1.x/2.x or SDXL folder"
+    raise ExportError(
+        f"model_index.json field '_class_name': unsupported pipeline class {cls!r} "
+        "(expected a Stable Diffusion 1.x/2.x or SDXL pipeline)",
+        param="_class_name",
     )

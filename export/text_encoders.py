@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from w2sd.errors import InvalidArgumentError
-from w2sd.manifest import ROLES, sha256_file
+from w2sd.manifest import ROLES
 
 from . import onnx_export as ox
+from .checkpoints import Checkpoint, loading
 from .families import Family, TextEncoderSpec
 
 
@@ -26,7 +27,7 @@ from .families import Family, TextEncoderSpec
 class EncoderSource:
     """One distinct encoder: where it comes from and its tokenizer, serialized."""
 
-    folder: Path
+    ck: Checkpoint
     spec: TextEncoderSpec
     tokenizer_json: str
     facts: dict[str, Any]  # max_length, pad_token_id, pad_token
@@ -35,21 +36,17 @@ class EncoderSource:
 @dataclass
 class EncoderPlan:
     encoders: list[EncoderSource] = field(default_factory=list)
-    # Distinct sets: (encoder indices, force_zeros_for_empty_prompt, source folder).
+    # Distinct sets: (encoder indices, force_zeros_for_empty_prompt, source).
     sets: list[tuple[tuple[int, ...], bool, Path]] = field(default_factory=list)
     role_set: dict[str, int] = field(default_factory=dict)
-
-
-def _weight_digest(folder: Path) -> list[tuple[str, str]]:
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
-    return [(p.name, sha256_file(p)) for p in files]
 
 
 def _load_tokenizer(folder: Path) -> tuple[str, dict[str, Any]]:
     """A CLIP tokenizer as `tokenizers` JSON, with the facts the runtime needs."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(folder)
+    with loading("the tokenizer", folder, "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
         raise InvalidArgumentError(f"{folder}: no fast tokenizer could be built")
@@ -62,7 +59,7 @@ def _load_tokenizer(folder: Path) -> tuple[str, dict[str, Any]]:
 
 
 def plan_text_encoders(
-    folders: dict[str, Path], family: Family, force_zeros: Callable[[Path], bool]
+    cks: dict[str, Checkpoint], family: Family, force_zeros: Callable[[Checkpoint], bool]
 ) -> EncoderPlan:
     """Which distinct encoders and encoder sets the roles need.
 
@@ -72,13 +69,11 @@ def plan_text_encoders(
     digests: dict[tuple[str, Path], list[tuple[str, str]]] = {}
     keys: list[tuple[str, str, str]] = []  # (subfolder, tokenizer hash, weights hash)
     for role in ROLES:
-        folder = folders[role]
+        ck = cks[role]
         members = []
         for spec in family.encoders:
-            tokenizer_json, facts = _load_tokenizer(folder / spec.tokenizer)
-            digest = digests.setdefault(
-                (spec.encoder, folder.resolve()), _weight_digest(folder / spec.encoder)
-            )
+            tokenizer_json, facts = _load_tokenizer(ck.config_dir / spec.tokenizer)
+            digest = digests.setdefault((spec.encoder, ck.path.resolve()), ck.digest(spec.encoder))
             key = (
                 spec.encoder,
                 hashlib.sha256((tokenizer_json + repr(sorted(facts.items()))).encode()).hexdigest(),
@@ -92,9 +87,9 @@ def plan_text_encoders(
                         f"'max_length' differs ({first['max_length']} vs {facts['max_length']})"
                     )
                 keys.append(key)
-                plan.encoders.append(EncoderSource(folder, spec, tokenizer_json, facts))
+                plan.encoders.append(EncoderSource(ck, spec, tokenizer_json, facts))
             members.append(keys.index(key))
-        entry = (tuple(members), force_zeros(folder), folder)
+        entry = (tuple(members), force_zeros(ck), ck.path)
         same = [i for i, s in enumerate(plan.sets) if s[:2] == entry[:2]]
         if same:
             plan.role_set[role] = same[0]
@@ -119,14 +114,14 @@ def export_text_encoders(
     meta: list[dict[str, Any]] = []
     for i, src in enumerate(plan.encoders):
         spec = src.spec
-        log(f"[{first_step + i}/{total}] {spec.encoder} from {src.folder} (text encoder {i})")
+        log(f"[{first_step + i}/{total}] {spec.encoder} from {src.ck.path} (text encoder {i})")
         tok_rel = f"tokenizer{i}/tokenizer.json"
         (out / tok_rel).parent.mkdir(parents=True, exist_ok=True)
         (out / tok_rel).write_text(src.tokenizer_json, encoding="utf-8")
 
         def build(src: EncoderSource = src) -> ox.TextEncoderForExport:
-            module = src.spec.model_class().from_pretrained(src.folder / src.spec.encoder)
-            return ox.TextEncoderForExport(module.eval(), src.spec.hidden, src.spec.pooled)
+            module = src.ck.load_text_encoder(src.spec)
+            return ox.TextEncoderForExport(module, src.spec.hidden, src.spec.pooled)
 
         rel = f"text_encoder{i}/model.onnx"
         component = ox.text_encoder_component(build, src.facts["max_length"], spec.pooled)
@@ -138,7 +133,7 @@ def export_text_encoders(
                 "tokenizer": tok_rel,
                 "outputs": list(component.output_names),
                 "hidden_size": exported.facts["hidden_size"],
-                "source": str(src.folder),
+                "source": str(src.ck.path),
                 **src.facts,
             }
         )

@@ -76,6 +76,13 @@ if [ "$ort" = cpu ] && [ "${W2SD_OPENVINO:-1}" = 1 ] \
     log "no onnxruntime-openvino $ov_version wheel for this Python/platform: backend 'openvino' unavailable"
   fi
 fi
+# The stamp tells the tests that this venv has the OpenVINO backend: a library that is then
+# missing or does not load is a test failure there, not a skip.
+if [ -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ]; then
+  echo "$ov_version" >"$venv/.w2sd-openvino"
+else
+  rm -f "$venv/.w2sd-openvino"
+fi
 # Which backend is fastest here: OpenVINO in bf16 where the CPU has bf16 instructions (the
 # core picks the OpenVINO build of ONNX Runtime for --backend openvino by itself).
 if [ -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ] \

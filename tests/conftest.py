@@ -14,10 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Spec bounds (../shared/W2SD-SPEC.md, "Parity contract"), fp32 on CPU.
-LATENT_RTOL = 1e-4  # max abs diff <= 1e-4 * max abs(reference latents)
-IMAGE_EQUAL_FRACTION = 0.999  # >= 99.9% of uint8 values equal
-IMAGE_MAX_OFF = 1  # none off by more than 1
+from w2sd.spec_bounds import FP32_IMAGE_EQUAL_FRACTION, FP32_IMAGE_MAX_OFF, FP32_LATENT_RTOL
 
 STEPS = 10
 REFLECTION = 5
@@ -46,7 +43,9 @@ def assert_latents_close(actual: np.ndarray, reference: np.ndarray) -> float:
     assert actual.shape == reference.shape
     rel = relative_diff(actual, reference)
     _record("latents_rel_diff", rel)
-    assert rel <= LATENT_RTOL, f"latents differ by {rel:.3e} of max|ref| (bound {LATENT_RTOL})"
+    assert rel <= FP32_LATENT_RTOL, (
+        f"latents differ by {rel:.3e} of max|ref| (bound {FP32_LATENT_RTOL})"
+    )
     return rel
 
 
@@ -55,8 +54,8 @@ def assert_images_match(actual: np.ndarray, reference: np.ndarray) -> float:
     diff = np.abs(actual.astype(np.int16) - reference.astype(np.int16))
     equal = float((diff == 0).mean())
     _record("image_equal_fraction", equal)
-    assert equal >= IMAGE_EQUAL_FRACTION, f"only {equal:.5f} of uint8 values equal"
-    assert int(diff.max()) <= IMAGE_MAX_OFF, f"a uint8 value is off by {int(diff.max())}"
+    assert equal >= FP32_IMAGE_EQUAL_FRACTION, f"only {equal:.5f} of uint8 values equal"
+    assert int(diff.max()) <= FP32_IMAGE_MAX_OFF, f"a uint8 value is off by {int(diff.max())}"
     return equal
 
 

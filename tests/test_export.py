@@ -11,8 +11,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import LATENT_RTOL, relative_diff
+from conftest import relative_diff
 from export import onnx_export as ox
+from w2sd.spec_bounds import FP32_LATENT_RTOL
 
 
 def _onnx_run(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
@@ -40,7 +41,7 @@ def test_unet_onnx_matches_torch(engine_dir, tiny_pair, unet_index, role, batch,
     }
     for rel in (f"unet{unet_index}/model.onnx", f"cpu/unet{unet_index}/model.onnx"):
         got = _onnx_run(engine_dir / rel, inputs)
-        assert relative_diff(got, _torch_run(ox.UnetForExport(unet), inputs)) <= LATENT_RTOL
+        assert relative_diff(got, _torch_run(ox.UnetForExport(unet), inputs)) <= FP32_LATENT_RTOL
 
 
 def test_text_encoder_onnx_matches_torch(engine_dir, tiny_pair):  # type: ignore[no-untyped-def]
@@ -56,7 +57,7 @@ def test_text_encoder_onnx_matches_torch(engine_dir, tiny_pair):  # type: ignore
             relative_diff(
                 got, _torch_run(ox.TextEncoderForExport(te, "last", False), {"input_ids": ids})
             )
-            <= LATENT_RTOL
+            <= FP32_LATENT_RTOL
         )
 
 
@@ -68,7 +69,7 @@ def test_vae_decoder_onnx_matches_torch(engine_dir, tiny_pair, hw):  # type: ign
     z = {"latent_sample": torch.randn(2, 4, hw, hw, generator=torch.Generator().manual_seed(2))}
     for rel in ("vae_decoder/model.onnx", "cpu/vae_decoder/model.onnx"):
         got = _onnx_run(engine_dir / rel, z)
-        assert relative_diff(got, _torch_run(ox.VaeDecoderForExport(vae), z)) <= LATENT_RTOL
+        assert relative_diff(got, _torch_run(ox.VaeDecoderForExport(vae), z)) <= FP32_LATENT_RTOL
 
 
 def test_tokenizer_json_matches_pipeline_tokenizer(engine_dir, tiny_pair):  # type: ignore[no-untyped-def]
@@ -102,7 +103,8 @@ def test_manifest_contents(engine_dir):  # type: ignore[no-untyped-def]
     # Weights live in external data files next to each model, with checksums.
     for rel in ("unet0/model.onnx", "unet0/model.onnx.data", "text_encoder0/model.onnx.data"):
         assert rel in m["artifacts"] and len(m["artifacts"][rel]["sha256"]) == 64
-    assert all(v <= 1e-4 for v in m["export_checks"].values())
+    # Every artifact was checked against its module (a check over the bound is refused).
+    assert set(m["export_checks"]) == {"text_encoder0", "vae_decoder", "unet0", "unet1"}
     assert "cpu" in m["backends"]
 
 
@@ -141,9 +143,9 @@ def test_export_refuses_to_overwrite(tiny_pair, engine_dir):  # type: ignore[no-
 
 def test_export_rejects_non_diffusers_folder(tmp_path, tiny_pair):  # type: ignore[no-untyped-def]
     from export.engine_export import ExportOptions, export_engine
-    from w2sd.errors import InvalidArgumentError
+    from w2sd.errors import ExportError
 
-    with pytest.raises(InvalidArgumentError, match="--weak.*model_index.json"):
+    with pytest.raises(ExportError, match="--weak.*model_index.json"):
         export_engine(
             ExportOptions(
                 strong=tiny_pair[0], weak=tmp_path, out=tmp_path / "o", log=lambda m: None
@@ -192,7 +194,7 @@ def test_export_memory_is_bounded_by_the_model(tmp_path):  # type: ignore[no-unt
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     ratio = r["peak_rise_bytes"] / r["weights_bytes"]
     assert ratio <= 1.5, f"export peak rose {ratio:.2f}x the weights (bound 1.5x)"
-    assert r["check"] <= 1e-4
+    assert r["check"] <= FP32_LATENT_RTOL
     assert r["data_bytes"] >= r["weights_bytes"]
 
 
@@ -218,3 +220,76 @@ def test_exported_weights_are_stored_transposed_not_transposed_at_run_time(engin
     for rel in ("unet0", "text_encoder0", "vae_decoder"):
         m = onnx.load(str(engine_dir / rel / "model.onnx"), load_external_data=False)
         assert fold_constants(m.graph) == 0, rel
+
+
+class _TraceDiffers(torch.nn.Module):
+    """y = 2x when run, y = 2x + offset in the traced graph: an export that does not
+    reproduce its module by a known amount."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        y = x * 2.0
+        return y + self.offset if torch.jit.is_tracing() else y
+
+
+def _inputs(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    return {"x": torch.randn(2, 5, generator=torch.Generator().manual_seed(seed))}
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.01, float("nan")])
+def test_verification_measures_a_model_that_differs(tmp_path, offset):  # type: ignore[no-untyped-def]
+    """The export check is the spec's measure of the written file against the module:
+    max|onnx - torch| / max|torch|, inf when the file computes NaN."""
+    from export.engine_export import _verified
+    from w2sd import ExportVerificationError
+
+    part = ox.Component(lambda: _TraceDiffers(offset), _inputs, ("y",), {})
+    done = ox.export_component(part, tmp_path / "m" / "model.onnx")
+    scale = float(2 * _inputs(torch.nn.Module(), 1)["x"].abs().max())
+    checks: dict[str, float] = {}
+    record = _verified(checks, lambda m: None)
+    if offset == 0.0:
+        assert done.check is not None and done.check <= 1e-7
+        record("m", done)
+        assert checks == {"m": done.check}
+        return
+    if offset != offset:  # NaN
+        assert done.check == float("inf")
+    else:
+        assert done.check == pytest.approx(offset / scale, rel=1e-4)
+        assert done.check > FP32_LATENT_RTOL
+    with pytest.raises(ExportVerificationError, match="exported m differs from PyTorch"):
+        record("m", done)
+    assert checks == {}
+
+
+def test_export_refuses_a_unet_whose_onnx_differs(tiny_pair, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A UNet whose traced graph differs from its eager run by 1e-3 of its output: export
+    measures it, refuses it, and leaves nothing in --out or beside it."""
+    from export.checkpoints import Checkpoint
+    from export.engine_export import ExportOptions, export_engine
+    from w2sd import ExportVerificationError
+
+    load = Checkpoint.load_unet
+
+    def perturbed(self):  # type: ignore[no-untyped-def]
+        unet = load(self)
+        forward = unet.forward
+
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            out = forward(*args, **kwargs)
+            return out if torch.jit.is_tracing() else (out[0] * 1.001,)
+
+        unet.forward = run
+        return unet
+
+    monkeypatch.setattr(Checkpoint, "load_unet", perturbed)
+    out = tmp_path / "engines" / "e"
+    with pytest.raises(ExportVerificationError, match=r"exported unet0 differs .* by 9\.99e-04"):
+        export_engine(
+            ExportOptions(strong=tiny_pair[0], weak=tiny_pair[1], out=out, log=lambda m: None)
+        )
+    assert list(out.parent.iterdir()) == []

@@ -1,7 +1,6 @@
 """GPU tests (``pytest -m gpu``): skipped without a CUDA device, ready for a machine with
-one, where a missing GPU backend is a failure (with its reason), never a skip. Bounds
-from ../shared/W2SD-SPEC.md: fp16 on GPU, max abs diff <= 2e-2 of max|ref| latents,
-image PSNR >= 30 dB."""
+one, where a missing GPU backend is a failure (with its reason), never a skip. Bounds:
+the spec's fp16-on-GPU row (w2sd.spec_bounds: latents, image PSNR)."""
 
 from __future__ import annotations
 
@@ -14,11 +13,9 @@ import pytest
 import w2sd
 from w2sd import W2SDRuntime
 from w2sd.latents import initial_latents
+from w2sd.spec_bounds import FP16_GPU_LATENT_RTOL, REDUCED_PRECISION_MIN_PSNR_DB
 
 pytestmark = pytest.mark.gpu
-
-GPU_LATENT_RTOL = 2e-2
-GPU_MIN_PSNR_DB = 30.0
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,8 +53,8 @@ def test_fp16_parity_with_reference(gpu_runtime, reference, inversion, weak_guid
     img = gpu_runtime.sample("a red bicycle", latents=x, output_type="np", **kw)
     ref = reference.sample("a red bicycle", latents=x, output_type="np", **kw)
     rel = np.abs(lat - ref.latents).max() / np.abs(ref.latents).max()
-    assert rel <= GPU_LATENT_RTOL
-    assert _psnr(img, ref.images) >= GPU_MIN_PSNR_DB
+    assert rel <= FP16_GPU_LATENT_RTOL
+    assert _psnr(img, ref.images) >= REDUCED_PRECISION_MIN_PSNR_DB
 
 
 def test_device_loop_runs_every_unet_call(gpu_runtime):  # type: ignore[no-untyped-def]
@@ -199,8 +196,11 @@ def test_sdxl_fp16_parity_with_force_upcast(backend, zoo, tmp_path):  # type: ig
     img = rt.sample("a red bicycle", latents=x, output_type="np", **kw)
     expected = ref.sample("a red bicycle", latents=x, output_type="np", **kw)
     assert np.isfinite(lat).all() and np.isfinite(img.astype(np.float32)).all()
-    assert np.abs(lat - expected.latents).max() / np.abs(expected.latents).max() <= GPU_LATENT_RTOL
-    assert _psnr(img, expected.images) >= GPU_MIN_PSNR_DB
+    assert (
+        np.abs(lat - expected.latents).max() / np.abs(expected.latents).max()
+        <= FP16_GPU_LATENT_RTOL
+    )
+    assert _psnr(img, expected.images) >= REDUCED_PRECISION_MIN_PSNR_DB
 
 
 def test_tensorrt_serving_builds_nothing_and_refuses_beyond_the_profile(engine_copy):  # type: ignore[no-untyped-def]
@@ -243,7 +243,7 @@ def test_unconditional_denoiser_engine_on_the_gpu(backend, tmp_path):  # type: i
     got = W2SDRuntime(engine, backend=backend).sample(latents=x, output_type="latent")
     sched = SchedulerSpec.model_validate(_scheduler(tmp_path)[1])
     ref = numpy_w2sd(sched, STRONG_2D, WEAK_2D, STRONG_2D, x, STEPS, 5, "official")
-    assert np.abs(got - ref).max() / np.abs(ref).max() <= GPU_LATENT_RTOL
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= FP16_GPU_LATENT_RTOL
 
 
 @pytest.mark.parametrize("unet_dtype", ["float32", "float16"])

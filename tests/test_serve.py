@@ -192,12 +192,21 @@ def test_invalid_input_is_a_400_naming_the_field(server, body, param):  # type: 
 def test_missing_prompt_and_bad_json(server):  # type: ignore[no-untyped-def]
     r = _post(server.url, {"seed": 1})
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
-    r = httpx.post(
-        f"{server.url}/v1/images/generations",
-        content=b"{not json",
-        headers={"content-type": "application/json"},
-    )
-    assert r.status_code == 400
+    for content, message in (
+        (b"{not json", "body is not valid JSON: Expecting property name"),
+        (b"[" * 100_000 + b"]" * 100_000, "There was an error parsing the body"),
+    ):
+        r = httpx.post(
+            f"{server.url}/v1/images/generations",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 400
+        err = r.json()["error"]  # the OpenAI shape, not FastAPI's {"detail": ...}
+        assert err["type"] == "invalid_request_error" and err["param"] is None
+        assert err["message"].startswith(message), err
+    r = httpx.get(f"{server.url}/v1/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Not Found"
 
 
 def test_body_size_is_bounded(server):  # type: ignore[no-untyped-def]

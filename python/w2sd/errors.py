@@ -51,6 +51,11 @@ class ExportVerificationError(W2SDError):
     """An exported ONNX model does not reproduce its PyTorch module within the spec's bound."""
 
 
+class ExportError(W2SDError):
+    """A checkpoint export cannot read: a missing component, an unknown pipeline class, a
+    corrupt or truncated weights file (the message names the file and the field)."""
+
+
 # Every class by name: what a record or the core may name (nothing else is instantiated).
 ERROR_CLASSES: dict[str, type[W2SDError]] = {
     cls.__name__: cls
@@ -62,6 +67,7 @@ ERROR_CLASSES: dict[str, type[W2SDError]] = {
         BackendError,
         CancelledError,
         ExportVerificationError,
+        ExportError,
     )
 }
 

@@ -129,6 +129,15 @@ class UnetSpec(_Strict):
     roles: list[Role]
 
 
+class StoredSource(_Strict):
+    """How a role's weights were stored where export read them (export upcasts to fp32)."""
+
+    format: Literal["diffusers", "single_file"]
+    config: str  # the diffusers folder its configs came from
+    variant: str | None  # the weights variant loaded ("fp16"), None: the plain files
+    dtype: str  # the dtype most of the UNet's weights were stored in ("float16", ...)
+
+
 class RoleSpec(_Strict):
     unet: int  # index into unets
     text: int | None  # index into text.encoder_sets; None for an unconditional denoiser
@@ -189,6 +198,7 @@ class EngineManifest(_Strict):
     created_by: str
     family: Literal["sd", "sdxl", "onnx"]
     sources: dict[Role, str]
+    stored: dict[Role, StoredSource] | None = None  # None: an ONNX denoiser engine
     scheduler: SchedulerSpec
     latent_channels: int | None  # None: any (a denoiser that takes any channel count)
     vae_scale_factor: int  # 1 for a denoiser engine

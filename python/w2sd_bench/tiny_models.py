@@ -135,7 +135,9 @@ def tokenizer_ids(folder: Path) -> tuple[int, int, int]:
     return vocab["<|startoftext|>"], vocab["<|endoftext|>"], len(vocab)
 
 
-def _tiny_text_config(tok_dir: Path, projection_dim: int = TEXT_HIDDEN) -> Any:
+def _tiny_text_config(
+    tok_dir: Path, projection_dim: int = TEXT_HIDDEN, hidden_size: int = TEXT_HIDDEN
+) -> Any:
     from transformers import CLIPTextConfig
 
     bos, eos, vocab_size = tokenizer_ids(tok_dir)
@@ -143,7 +145,7 @@ def _tiny_text_config(tok_dir: Path, projection_dim: int = TEXT_HIDDEN) -> Any:
         bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=eos,
-        hidden_size=TEXT_HIDDEN,
+        hidden_size=hidden_size,
         intermediate_size=37,
         layer_norm_eps=1e-5,
         num_attention_heads=4,
@@ -260,11 +262,17 @@ def build_tiny_sd_pipeline(
 
 
 def build_tiny_sdxl_pipeline(
-    out_dir: str | Path, unet_seed: int, shared_seed: int = 0, text_seed: int | None = None
+    out_dir: str | Path,
+    unet_seed: int,
+    shared_seed: int = 0,
+    text_seed: int | None = None,
+    text_hidden_2: int = TEXT_HIDDEN,
 ) -> Path:
     """Save a tiny SDXL-architecture pipeline (two text encoders, text_embeds/time_ids),
     shaped like diffusers' own tiny SDXL test configuration. ``text_seed`` seeds both
-    text encoders (default: from ``shared_seed``)."""
+    text encoders (default: from ``shared_seed``). ``text_hidden_2``: the second encoder's
+    width; a width unlike the first's (as SDXL's 1280 vs 768) lets diffusers' single-file
+    loader tell the two encoders apart, which it does by width alone."""
     import torch
     from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -282,15 +290,17 @@ def build_tiny_sdxl_pipeline(
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
         # 6 time ids x 8 + the pooled projection of encoder 2
-        projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN,
-        cross_attention_dim=2 * TEXT_HIDDEN,
+        projection_class_embeddings_input_dim=6 * 8 + text_hidden_2,
+        cross_attention_dim=TEXT_HIDDEN + text_hidden_2,
     )
     vae = _tiny_vae(shared_seed, scaling_factor=0.13025)
     text_base = shared_seed + 1 if text_seed is None else text_seed
     torch.manual_seed(text_base)
     text_encoder = CLIPTextModel(_tiny_text_config(out / "tokenizer"))
     torch.manual_seed(text_base + 1)
-    text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(out / "tokenizer_2"))
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _tiny_text_config(out / "tokenizer_2", text_hidden_2, text_hidden_2)
+    )
     pipe = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -22,12 +22,33 @@ def add_parser(sub: Any) -> None:
         "v-prediction model: inputs sample (B, C, H, W) and timestep (1,) or (B,), float32; "
         "one output of the sample's shape); such engines sample latents you give them.",
     )
-    p.add_argument("--strong", default=None, help="diffusers folder of the strong model")
-    p.add_argument("--weak", default=None, help="diffusers folder of the weak model")
+    p.add_argument(
+        "--strong",
+        default=None,
+        help="the strong model: a diffusers folder (fp32/fp16/bf16, variant files, "
+        ".safetensors or .bin, sharded) or a single-file .safetensors checkpoint",
+    )
+    p.add_argument("--weak", default=None, help="the weak model (as --strong)")
     p.add_argument(
         "--denoiser",
         default=None,
-        help="diffusers folder of the denoiser model (default: the strong one)",
+        help="the denoiser model (as --strong; default: the strong one)",
+    )
+    for role in ("strong", "weak", "denoiser"):
+        p.add_argument(
+            f"--{role}-config",
+            default=None,
+            metavar="FOLDER",
+            help=f"local diffusers folder whose configs, tokenizers and scheduler describe a "
+            f"single-file --{role} (its weights are not read)"
+            + ("" if role == "strong" else "; default: the strong model's config folder"),
+        )
+    p.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="load the NAME weights variant (e.g. fp16: diffusion_pytorch_model.fp16."
+        "safetensors) where a folder has it; a folder holding only one variant uses it",
     )
     p.add_argument("--out", required=True, help="engine dir to create")
     for role in ("strong", "weak", "denoiser"):
@@ -110,7 +131,18 @@ def _export_onnx(args: argparse.Namespace) -> None:
 
     diffusers_only = [
         f"--{name.replace('_', '-')}"
-        for name in ("strong", "weak", "denoiser", "strong_lora", "weak_lora", "denoiser_lora")
+        for name in (
+            "strong",
+            "weak",
+            "denoiser",
+            "strong_lora",
+            "weak_lora",
+            "denoiser_lora",
+            "strong_config",
+            "weak_config",
+            "denoiser_config",
+            "variant",
+        )
         if getattr(args, name) is not None
     ]
     if diffusers_only:
@@ -148,8 +180,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.strong is None or args.weak is None:
         raise InvalidArgumentError(
-            "export needs --strong and --weak (diffusers folders), or --strong-onnx, "
-            "--weak-onnx and --scheduler-config (ONNX denoisers)"
+            "export needs --strong and --weak (diffusers folders or single files), or "
+            "--strong-onnx, --weak-onnx and --scheduler-config (ONNX denoisers)"
         )
 
     loras = {
@@ -181,5 +213,13 @@ def run(args: argparse.Namespace) -> None:
             max_size=args.max_size,
             force=args.force,
             verify=not args.no_verify,
+            strong_config=_path(args.strong_config),
+            weak_config=_path(args.weak_config),
+            denoiser_config=_path(args.denoiser_config),
+            variant=args.variant,
         )
     )
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)

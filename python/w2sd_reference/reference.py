@@ -3,8 +3,10 @@
 This is the parity oracle for the runtime: it uses diffusers' own
 DDIMScheduler.step and DDIMInverseScheduler.step, the pipeline's own
 ``encode_prompt`` (SD 1.x/2.x and SDXL), SDXL's ``_get_add_time_ids``, LoRAs
-applied unfused through diffusers' adapter API, and a plain Python loop that
-mirrors the spec's pseudo-code line by line. Slow on purpose: clarity over speed.
+loaded as a diffusers user loads them (``pipeline.load_lora_weights``, one adapter per
+role, switched with ``set_adapters``), and a plain Python loop that mirrors the spec's
+pseudo-code line by line. Slow on purpose: clarity over speed. It imports nothing of the
+runtime's or export's code, so that a check can disagree with them.
 
 Needs torch, diffusers, transformers and peft (``pip install w2sd-runtime[export]``).
 """
@@ -12,6 +14,7 @@ Needs torch, diffusers, transformers and peft (``pip install w2sd-runtime[export
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from export.families import detect_family
-from export.lora import LoraSpec, load_unet_lora
-
 ROLES = ("strong", "weak", "denoiser")
 Text = str | list[str] | None
+Lora = Any  # a LoRA file and the role's scale: anything with .path and .scale, or (path, scale)
+
+
+def _lora_file_and_scale(lora: Lora) -> tuple[str, float]:
+    if isinstance(lora, tuple):
+        return str(lora[0]), float(lora[1])
+    return str(lora.path), float(lora.scale)
 
 
 @dataclass
@@ -68,48 +75,49 @@ class W2SDReference:
         weak: str | Path,
         denoiser: str | Path | None = None,
         *,
-        strong_lora: LoraSpec | None = None,
-        weak_lora: LoraSpec | None = None,
-        denoiser_lora: LoraSpec | None = None,
+        strong_lora: Lora | None = None,
+        weak_lora: Lora | None = None,
+        denoiser_lora: Lora | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        variant: str | None = None,
     ) -> None:
         """`device`/`dtype`: where and in what precision the pipelines run ("cuda" and
-        "float16" is what a user picks on an NVIDIA GPU); the latents handed back are fp32."""
+        "float16" is what a user picks on an NVIDIA GPU); the latents handed back are fp32.
+        Weights stored in another dtype are cast to `dtype` as diffusers loads them."""
         import torch
-        from diffusers import DDIMInverseScheduler, DDIMScheduler
+        from diffusers import DDIMInverseScheduler, DDIMScheduler, DiffusionPipeline
 
         self.torch = torch
         self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
-        index = json.loads((Path(strong) / "model_index.json").read_text())
-        self.family = detect_family(index)
-        pipeline_cls = self.family.pipeline_class()
-        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
-        if self.family.name == "sd":
-            kwargs.update(safety_checker=None, requires_safety_checker=False)
-
         folders = {"strong": strong, "weak": weak, "denoiser": denoiser or strong}
         loras = {"strong": strong_lora, "weak": weak_lora, "denoiser": denoiser_lora}
         pipes: dict[str, Any] = {}
         self.pipes: dict[str, Any] = {}  # role -> its own pipeline
-        self.unets: dict[str, Any] = {}
         self.adapters: dict[str, tuple[str, float] | None] = {}
         for role in ROLES:
             key = str(Path(folders[role]).resolve())
             if key not in pipes:
-                pipes[key] = pipeline_cls.from_pretrained(key, **kwargs).to(self.device)
+                kwargs: dict[str, Any] = {"torch_dtype": self.dtype, "variant": variant}
+                if "safety_checker" in json.loads((Path(key) / "model_index.json").read_text()):
+                    kwargs.update(safety_checker=None, requires_safety_checker=False)
+                pipe = DiffusionPipeline.from_pretrained(key, local_files_only=True, **kwargs)
+                pipes[key] = pipe.to(self.device)
                 pipes[key].set_progress_bar_config(disable=True)
-            self.pipes[role] = pipes[key]
-            unet = self.unets[role] = pipes[key].unet
-            spec = loras[role]
-            if spec is None:
+            pipe = self.pipes[role] = pipes[key]
+            if loras[role] is None:
                 self.adapters[role] = None
                 continue
+            path, scale = _lora_file_and_scale(loras[role])
             name = f"w2sd_{role}"
-            load_unet_lora(pipeline_cls, unet, spec, adapter_name=name)
-            self.adapters[role] = (name, spec.scale)
+            with warnings.catch_warnings():
+                # One adapter per role on a shared pipeline is what this oracle wants.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(path, adapter_name=name)
+            self.adapters[role] = (name, scale)
         self.pipe = self.pipes["strong"]
+        self.family = "sdxl" if hasattr(self.pipe, "text_encoder_2") else "sd"
         config = dict(self.pipe.scheduler.config)
         # The spec runs DDIM with clip_sample and thresholding off.
         config.update(clip_sample=False, thresholding=False)
@@ -127,7 +135,9 @@ class W2SDReference:
         self, role: str, prompts: list[str], negatives: list[str] | None, height: int, width: int
     ) -> _Cond:
         pipe = self.pipes[role]
-        if self.family.name == "sd":
+        if self._has_adapters(pipe):
+            pipe.disable_lora()  # the spec encodes with the LoRA off
+        if self.family == "sd":
             cond, uncond = pipe.encode_prompt(
                 prompts, self.device, 1, True, negative_prompt=negatives or [""] * len(prompts)
             )
@@ -158,24 +168,27 @@ class W2SDReference:
             {"text_embeds": uncond_pooled, "time_ids": time_ids},
         )
 
+    def _has_adapters(self, pipe: Any) -> bool:
+        return any(a is not None and self.pipes[r] is pipe for r, a in self.adapters.items())
+
     def _activate(self, role: str, scale: float | None = None) -> None:
         """Enable exactly this role's LoRA adapter at its scale, or at `scale` if given
-        (a role without its own LoRA then borrows the adapter of a role sharing its UNet,
-        as an engine exported with --lora-mode input does); none: adapters off."""
-        unet = self.unets[role]
-        if not getattr(unet, "peft_config", None):
+        (a role without its own LoRA then borrows the adapter of a role sharing its
+        pipeline, as an engine exported with --lora-mode input does); none: LoRA off."""
+        pipe = self.pipes[role]
+        if not self._has_adapters(pipe):
             if scale not in (None, 0.0):
                 raise ValueError(f"{role} has no LoRA to apply at scale {scale}")
             return
         adapter = self.adapters[role]
         if adapter is None and scale is not None:
-            shared = [a for r, a in self.adapters.items() if a and self.unets[r] is unet]
+            shared = [a for r, a in self.adapters.items() if a and self.pipes[r] is pipe]
             adapter = shared[0] if shared else None
         if adapter is None or scale == 0.0:
-            unet.disable_adapters()
+            pipe.disable_lora()
         else:
-            unet.enable_adapters()
-            unet.set_adapters([adapter[0]], [adapter[1] if scale is None else scale])
+            pipe.enable_lora()
+            pipe.set_adapters([adapter[0]], [adapter[1] if scale is None else scale])
 
     def guided(
         self, role: str, x: Any, t: Any, g: float, c: _Cond, lora_scale: float | None = None
@@ -183,7 +196,7 @@ class W2SDReference:
         """e = e_u + g (e_c - e_u), batched; the conditional pass alone when g == 1."""
         torch = self.torch
         self._activate(role, lora_scale)
-        unet = self.unets[role]
+        unet = self.pipes[role].unet
         with torch.no_grad():
             if g == 1.0:
                 return unet(

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from w2sd.errors import InvalidArgumentError, W2SDError
@@ -122,6 +123,14 @@ def create_app(service: ImageService, limits: Limits, api_key: str | None = None
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> Any:
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # loc is (body, character offset)
+            where = first.get("loc", ("body", "?"))[-1]
+            why = (first.get("ctx") or {}).get("error", first.get("msg"))
+            return _error(
+                400,
+                f"body is not valid JSON: {why} (at character {where})",
+                "invalid_request_error",
+            )
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         return _error(
             400,
@@ -129,6 +138,13 @@ def create_app(service: ImageService, limits: Limits, api_key: str | None = None
             "invalid_request_error",
             loc[0] if loc else None,
         )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Any:
+        """FastAPI's own 4xx (a body it cannot parse, say one nested too deeply; an unknown
+        path or method) in the same OpenAI shape as every other error."""
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return _error(exc.status_code, str(exc.detail), kind, **(exc.headers or {}))
 
     @app.middleware("http")
     async def _auth(request: Request, call_next: Any) -> Any:
