@@ -93,32 +93,24 @@ def _response(result: SampleResult) -> dict[str, Any]:
     }
 
 
-def create_app(service: ImageService, limits: Limits, api_key: str | None = None) -> FastAPI:
-    app = FastAPI(
-        title="w2sd-runtime",
-        description="Weak-to-Strong Diffusion with Reflection, OpenAI Images API compatible.",
-    )
-    app.state.service = service
+def failure(e: BaseException, retry_after: float) -> Any:
+    """The one mapping of failures to HTTP statuses (OpenAI's error shape, ``param`` kept)."""
+    if isinstance(e, QueueFullError):
+        return _error(429, str(e), "rate_limit_error", **{"Retry-After": str(retry_after)})
+    if isinstance(e, DeadlineExceededError):
+        return _error(504, str(e), "timeout_error")
+    if isinstance(e, ClientGoneError):
+        return _error(499, str(e), "cancelled")
+    if isinstance(e, InvalidArgumentError):
+        # The body sets height and width through "size".
+        param = "size" if e.param in ("height", "width") else e.param
+        return _error(400, str(e), "invalid_request_error", param)
+    param = e.param if isinstance(e, W2SDError) else None
+    return _error(500, f"internal error: {type(e).__name__}: {e}", "server_error", param)
 
-    def failure(e: BaseException) -> Any:
-        """The one mapping of failures to HTTP statuses."""
-        if isinstance(e, QueueFullError):
-            return _error(
-                429,
-                str(e),
-                "rate_limit_error",
-                **{"Retry-After": str(service.settings.retry_after)},
-            )
-        if isinstance(e, DeadlineExceededError):
-            return _error(504, str(e), "timeout_error")
-        if isinstance(e, ClientGoneError):
-            return _error(499, str(e), "cancelled")
-        if isinstance(e, InvalidArgumentError):
-            # The body sets height and width through "size".
-            param = "size" if e.param in ("height", "width") else e.param
-            return _error(400, str(e), "invalid_request_error", param)
-        param = e.param if isinstance(e, W2SDError) else None
-        return _error(500, f"internal error: {type(e).__name__}: {e}", "server_error", param)
+
+def _install_request_checks(app: FastAPI, api_key: str | None) -> None:
+    """Bodies FastAPI refuses, its own 4xx, and the API key: answered in the OpenAI shape."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(request: Request, exc: RequestValidationError) -> Any:
@@ -154,6 +146,48 @@ def create_app(service: ImageService, limits: Limits, api_key: str | None = None
                 return _error(401, "missing or wrong API key", "invalid_request_error")
         return await call_next(request)
 
+
+async def _events(service: ImageService, sample: Any) -> AsyncIterator[str]:
+    """SSE: one `progress` event per step, then `result` (or `error`)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def progress(done: int, total: int) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("progress", (done, total)))
+
+    async def run() -> None:
+        try:
+            result = await service.generate(sample, progress=progress)
+            await queue.put(("result", _response(result)))
+        except Exception as e:
+            response = failure(e, service.settings.retry_after)
+            await queue.put(("error", json.loads(response.body) | {"status": response.status_code}))
+
+    task = asyncio.create_task(run())
+    try:
+        while True:
+            kind, payload = await queue.get()
+            if kind == "progress":
+                data = {"step": payload[0], "total": payload[1]}
+                yield f"event: progress\ndata: {json.dumps(data)}\n\n"
+                continue
+            yield f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
+            return
+    finally:
+        # The client went away mid-stream (or we are done): stop the request.
+        if not task.done():
+            task.cancel()
+
+
+def create_app(service: ImageService, limits: Limits, api_key: str | None = None) -> FastAPI:
+    app = FastAPI(
+        title="w2sd-runtime",
+        description="Weak-to-Strong Diffusion with Reflection, OpenAI Images API compatible.",
+    )
+    app.state.service = service
+    _install_request_checks(app, api_key)
+    retry_after = service.settings.retry_after
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "alive"}
@@ -175,46 +209,13 @@ def create_app(service: ImageService, limits: Limits, api_key: str | None = None
         try:
             sample = to_sample_request(body, limits)
         except W2SDError as e:
-            return failure(e)
+            return failure(e, retry_after)
         if body.stream:  # type: ignore[attr-defined]
             return StreamingResponse(_events(service, sample), media_type="text/event-stream")
         try:
             result = await service.generate(sample, client_gone=request.is_disconnected)
         except Exception as e:  # every failure becomes a response; the server keeps serving
-            return failure(e)
+            return failure(e, retry_after)
         return _response(result)
-
-    async def _events(service: ImageService, sample: Any) -> AsyncIterator[str]:
-        """SSE: one `progress` event per step, then `result` (or `error`)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-        def progress(done: int, total: int) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, ("progress", (done, total)))
-
-        async def run() -> None:
-            try:
-                result = await service.generate(sample, progress=progress)
-                await queue.put(("result", _response(result)))
-            except Exception as e:
-                response = failure(e)
-                await queue.put(
-                    ("error", json.loads(response.body) | {"status": response.status_code})
-                )
-
-        task = asyncio.create_task(run())
-        try:
-            while True:
-                kind, payload = await queue.get()
-                if kind == "progress":
-                    data = {"step": payload[0], "total": payload[1]}
-                    yield f"event: progress\ndata: {json.dumps(data)}\n\n"
-                    continue
-                yield f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
-                return
-        finally:
-            # The client went away mid-stream (or we are done): stop the request.
-            if not task.done():
-                task.cancel()
 
     return app
