@@ -22,6 +22,15 @@ def add_parser(sub: Any) -> None:
         "v-prediction model: inputs sample (B, C, H, W) and timestep (1,) or (B,), float32; "
         "one output of the sample's shape); such engines sample latents you give them.",
     )
+    _source_args(p)
+    _onnx_denoiser_args(p)
+    _lora_args(p)
+    _default_args(p)
+    p.set_defaults(func=run)
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """Each role's diffusers folder or single file, how it is stored, and --out."""
     p.add_argument(
         "--strong",
         default=None,
@@ -51,6 +60,10 @@ def add_parser(sub: Any) -> None:
         "safetensors) where a folder has it; a folder holding only one variant uses it",
     )
     p.add_argument("--out", required=True, help="engine dir to create")
+
+
+def _onnx_denoiser_args(p: argparse.ArgumentParser) -> None:
+    """Plain ONNX denoisers instead of diffusers pipelines."""
     for role in ("strong", "weak", "denoiser"):
         p.add_argument(
             f"--{role}-onnx",
@@ -66,6 +79,10 @@ def add_parser(sub: Any) -> None:
         help="diffusers DDIMScheduler config file for ONNX denoisers (num_train_timesteps, "
         "betas, prediction_type, ...)",
     )
+
+
+def _lora_args(p: argparse.ArgumentParser) -> None:
+    """LoRA per role, fused or a model input."""
     for role in ("strong", "weak", "denoiser"):
         p.add_argument(
             f"--{role}-lora",
@@ -83,6 +100,10 @@ def add_parser(sub: Any) -> None:
         "--strong-lora-scale etc. at sampling time) picks its own scale; fused: the LoRA "
         "fused into one artifact per scale (no branch cost, a UNet copy per scale)",
     )
+
+
+def _default_args(p: argparse.ArgumentParser) -> None:
+    """The engine's defaults for sampling, sizes, and the export itself."""
     p.add_argument(
         "--strong-guidance",
         type=float,
@@ -122,7 +143,6 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="skip checking each ONNX model against its PyTorch module",
     )
-    p.set_defaults(func=run)
 
 
 def _export_onnx(args: argparse.Namespace) -> None:
