@@ -6,7 +6,7 @@ embeddings and attention softmax stay float32 inside the fp16 graph, and the VAE
 stays float32 where the pipeline needs it (``fp16.py``). Runs on any machine (a graph
 transform); sampling needs a CUDA device.
 
-Before fp16, every model is fused by ONNX Runtime's own SD optimizer (``sd_fusion.py``:
+Before fp16, every model of an SD-family engine is fused by ONNX Runtime's own SD optimizer (``sd_fusion.py``:
 MultiHeadAttention, GroupNorm, BiasSplitGelu, NhwcConv, ...); the fused attention
 kernels accumulate in float32, so only the timestep embeddings stay float32 islands,
 and a v-prediction SD 2.x UNet keeps its attention float32 (its scores overflow fp16
@@ -40,19 +40,26 @@ def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> 
     kept: dict[str, int] = {}
     fused: dict[str, dict[str, int]] = {}
 
+    # ONNX Runtime's SD optimizer knows SD's graphs; a plain ONNX denoiser is converted as is.
+    sd_graphs = manifest.spec.family != "onnx"
+
     def convert(src: Path, dst: Path) -> None:
         name, kind = dst.parent.name, model_kind(dst.parent.name)
         staged = dst.parent.with_name(f"{name}.fused") / "model.onnx"
         try:
-            fused[name] = fuse_model(src, staged, kind)
-            if kind == "unet":
-                check_unet_fusion(name, fused[name])
+            if sd_graphs:
+                fused[name] = fuse_model(src, staged, kind)
+                if kind == "unet":
+                    check_unet_fusion(name, fused[name])
+            else:
+                staged = src
             if precisions[name] == "fp16":
                 kept[name] = convert_fp16(staged, dst, fp32_attention and kind == "unet")
             else:
                 kept[name] = copy_fp32(staged, dst)
         finally:
-            shutil.rmtree(staged.parent, ignore_errors=True)
+            if sd_graphs:
+                shutil.rmtree(staged.parent, ignore_errors=True)
 
     return build_converted(
         manifest,
