@@ -1,17 +1,14 @@
 """``w2sd build ENGINE_DIR --backend cuda``: fp16 models for ONNX Runtime's CUDA EP.
 
-Weights and arithmetic in fp16, inputs and outputs kept float32 (the loop's latents and
-the kernels stay fp32; ONNX Runtime casts at the graph boundary). The timestep
-embeddings and attention softmax stay float32 inside the fp16 graph, and the VAE decoder
-stays float32 where the pipeline needs it (``fp16.py``). Runs on any machine (a graph
-transform); sampling needs a CUDA device.
-
-Before fp16, every model of an SD-family engine is fused by ONNX Runtime's own SD optimizer (``sd_fusion.py``:
-MultiHeadAttention, GroupNorm, BiasSplitGelu, NhwcConv, ...); the fused attention
-kernels accumulate in float32, so only the timestep embeddings stay float32 islands,
-and a v-prediction SD 2.x UNet keeps its attention float32 (its scores overflow fp16
-attention kernels: black images). The fused-operator counts are recorded per model, and
-a UNet whose attentions were not all fused is refused.
+Every model of an SD-family engine is first fused by ONNX Runtime's own SD optimizer
+(``sd_fusion.py``: MultiHeadAttention, GroupNorm, BiasSplitGelu, NhwcConv, ...), then
+converted to fp16 weights and arithmetic with float32 inputs and outputs (``fp16.py``).
+The fused attention kernels accumulate in float32, so the timestep embeddings are the
+only float32 island left; a v-prediction SD 2.x UNet keeps its attention float32 (its
+scores overflow fp16 attention kernels: black images), and the VAE decoder stays float32
+where the pipeline needs it. The fused-operator counts are recorded per model, and a UNet
+whose attentions were not all fused is refused. A plain ONNX denoiser is converted
+unfused. Runs on any machine (a graph transform); sampling needs a CUDA device.
 """
 
 from __future__ import annotations
