@@ -196,7 +196,7 @@ class W2SDRuntime:
 
     def unet_sessions(self, unet: int = 0) -> list[str]:
         """What UNet artifact `unet` has sessions for: the input shapes of each static-shape
-        session (OpenVINO's reshape_input form), then "dynamic" for one that takes any."""
+        model, as "sample[2,4,32,32],timestep[1],...", then "dynamic" for one that takes any."""
         return list(self._engine.unet_sessions(unet))
 
     @property
