@@ -37,8 +37,9 @@ def convert_models(
     convert: Callable[[Path, Path], None],
     log: Callable[[str], None],
     verb: str,
+    filename: str = "model.onnx",
 ) -> dict[str, str]:
-    """convert(src, dst) each model into ``backend/NAME/model.onnx``; returns NAME -> file.
+    """convert(src, dst) each model into ``backend/NAME/{filename}``; returns NAME -> file.
 
     Nothing is left behind on failure, and an earlier build stays until the new one
     is complete."""
@@ -48,8 +49,8 @@ def convert_models(
         files = {}
         for i, (name, rel) in enumerate(sources.items(), 1):
             log(f"[{i}/{len(sources)}] {verb} {name} ({rel})")
-            convert(root / rel, tmp / name / "model.onnx")
-            files[name] = f"{backend}/{name}/model.onnx"
+            convert(root / rel, tmp / name / filename)
+            files[name] = f"{backend}/{name}/{filename}"
         replace_dir(tmp, root / backend)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -64,12 +65,13 @@ def build_converted(
     convert: Callable[[Path, Path], None],
     log: Callable[[str], None],
     verb: str,
+    filename: str = "model.onnx",
     **facts: Any,
 ) -> dict[str, Any]:
     """Verify the sources, convert every model into ``backend/`` and record the build
     (files, `facts`, checksums) in the manifest."""
     manifest.verify(sorted(set(sources.values())), full=True)
-    files = convert_models(manifest, backend, sources, convert, log, verb)
+    files = convert_models(manifest, backend, sources, convert, log, verb, filename)
     final = manifest.root / backend
     entry = {"files": files, **facts, "artifacts": artifacts_under(manifest.root, final)}
     manifest.record_build(backend, entry)

@@ -1,14 +1,11 @@
 """Where one UNet call's time goes on OpenVINO's CPU plugin: per-layer-type totals.
 
-The OpenVINO execution provider does not expose OpenVINO's performance counters, so
-this compiles the engine's exported UNet with OpenVINO's own Python API (the same
-version and CPU plugin the onnxruntime-openvino wheel bundles), with PERF_COUNT on and
-the engine's precision, for the bench's shapes as static shapes (as the runtime does),
-runs it and sums the counters by layer type. Needs the ``openvino`` package of that
-version (not a project dependency):
+This compiles the engine's exported UNet with OpenVINO's own Python API (the ``openvino``
+wheel of the ``[openvino]`` extra, the same runtime the backend calls), with PERF_COUNT on
+and the engine's precision, for the bench's shapes as static shapes (as the runtime does),
+runs it and sums the counters by layer type:
 
-    pip install --target /tmp/ovpy openvino==2025.4.1
-    PYTHONPATH=/tmp/ovpy python scripts/profile_openvino.py ENGINE_DIR [--precision fp32]
+    python scripts/profile_openvino.py ENGINE_DIR [--precision fp32]
 """
 
 from __future__ import annotations

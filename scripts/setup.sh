@@ -9,9 +9,8 @@
 #   ORT_INCLUDE_DIR   use these ONNX Runtime headers instead of fetching them
 #   W2SD_CUDA         1: build the CUDA kernels/backend, 0: don't, auto (default): if nvcc is found
 #   W2SD_ORT          ONNX Runtime flavour, an extra of the package: cpu (default) or gpu
-#   W2SD_OPENVINO     1 (default with W2SD_ORT=cpu): also install the onnxruntime-openvino
-#                     wheel's library beside it (CPU + OpenVINO EPs), which the core loads in
-#                     a process that asks for --backend openvino
+#   W2SD_OPENVINO     1 (default): also install the [openvino] extra (the openvino wheel: its
+#                     C header and library for --backend openvino)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -50,43 +49,41 @@ fi
 
 ort=${W2SD_ORT:-cpu}
 case "$ort" in cpu | gpu) ;; *) log "W2SD_ORT must be cpu or gpu, got '$ort'"; exit 2 ;; esac
+extras="$ort,test,lint"
+ov_spec=openvino==2026.4.1
+if [ "${W2SD_OPENVINO:-1}" = 1 ]; then
+  # First, so that the C++ build finds OpenVINO's C header in the installed wheel.
+  if ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('openvino') == '${ov_spec#*==}'" 2>/dev/null; then
+    log "installing $ov_spec (--backend openvino)"
+    "${pip[@]}" "$ov_spec" || log "no $ov_spec wheel for this Python/platform: backend 'openvino' unavailable"
+  fi
+  if "$venv/bin/python" -c "import importlib.util as u; assert u.find_spec('openvino')" 2>/dev/null; then
+    extras="$ort,openvino,test,lint"
+    OPENVINO_C_INCLUDE_DIR=$("$venv/bin/python" -c "import importlib.util as u, pathlib as p; print(p.Path(next(iter(u.find_spec('openvino').submodule_search_locations))) / 'include')")
+    export OPENVINO_C_INCLUDE_DIR
+  fi
+fi
 # An editable install (its build tools in the venv too, for the quick C++ rebuild in
 # DEVELOPERS.md): Python edits take effect at once; the C++ extension is rebuilt (in
-# build/, incrementally) when a C++ source, the CUDA choice or the flavour changed.
+# build/, incrementally) when a C++ source, the CUDA choice or the extras changed.
 stamp=$venv/.w2sd-installed
-want="cuda=$cuda ort=$ort"
+want="cuda=$cuda extras=$extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
     || [ -n "$(find csrc CMakeLists.txt pyproject.toml -newer "$stamp" -type f 2>/dev/null \
     | head -n 1)" ]; then
-  log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda, ONNX Runtime: $ort) into $venv"
-  "${pip[@]}" "${build_args[@]}" -e ".[$ort,test,lint]" scikit-build-core pybind11
+  log "building and installing w2sd-runtime (C++ extension, CUDA=$cuda, extras: $extras) into $venv"
+  "${pip[@]}" "${build_args[@]}" -e ".[$extras]" scikit-build-core pybind11
   echo "$want" >"$stamp"
-fi
-# The OpenVINO EP (`--backend openvino`, bf16 on CPUs that have it): the onnxruntime-openvino
-# wheel installed beside the onnxruntime module, not as a module (the two would clash);
-# the core loads its library (python/w2sd/ort_library.py).
-ov_version=1.24.1
-ov_dir=$venv/opt/onnxruntime-openvino
-if [ "$ort" = cpu ] && [ "${W2SD_OPENVINO:-1}" = 1 ] \
-    && [ ! -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ]; then
-  log "installing the OpenVINO execution provider (onnxruntime-openvino $ov_version) in $ov_dir"
-  rm -rf "$ov_dir"
-  if ! "${pip[@]}" --no-deps --target "$ov_dir" "onnxruntime-openvino==$ov_version"; then
-    rm -rf "$ov_dir"
-    log "no onnxruntime-openvino $ov_version wheel for this Python/platform: backend 'openvino' unavailable"
-  fi
 fi
 # The stamp tells the tests that this venv has the OpenVINO backend: a library that is then
 # missing or does not load is a test failure there, not a skip.
-if [ -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ]; then
-  echo "$ov_version" >"$venv/.w2sd-openvino"
+if [[ $extras == *openvino* ]]; then
+  echo "${ov_spec#*==}" >"$venv/.w2sd-openvino"
 else
   rm -f "$venv/.w2sd-openvino"
 fi
-# Which backend is fastest here: OpenVINO in bf16 where the CPU has bf16 instructions (the
-# core picks the OpenVINO build of ONNX Runtime for --backend openvino by itself).
-if [ -f "$ov_dir/onnxruntime/capi/libonnxruntime.so.$ov_version" ] \
-    && grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then
+# Which backend is fastest here: OpenVINO in bf16 where the CPU has bf16 instructions.
+if [[ $extras == *openvino* ]] && grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then
   log "this CPU has bf16 instructions: --backend openvino (bf16) is the fastest CPU backend here" \
     "(w2sd build ENGINE --backend openvino; w2sd sample ENGINE PROMPT --backend openvino)"
 fi

@@ -49,6 +49,23 @@ def assert_latents_close(actual: np.ndarray, reference: np.ndarray) -> float:
     return rel
 
 
+# What the plain-loop peers (ort-python, ov-python) are checked on: the runtime's latents
+# for one prompt, T 10, lambda 5, every role guided 7.5.
+PEER_GUIDANCE = {"strong": 7.5, "weak": 7.5, "denoiser": 7.5}
+
+
+def runtime_peer_latents(runtime, latents: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return runtime.sample(
+        "a cat",
+        latents=latents,
+        num_inference_steps=10,
+        reflection_steps=5,
+        strong_guidance=7.5,
+        weak_guidance=7.5,
+        output_type="latent",
+    )
+
+
 def assert_images_match(actual: np.ndarray, reference: np.ndarray) -> float:
     assert actual.shape == reference.shape and actual.dtype == np.uint8
     diff = np.abs(actual.astype(np.int16) - reference.astype(np.int16))

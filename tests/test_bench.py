@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import PEER_GUIDANCE, runtime_peer_latents
 from w2sd.latents import initial_latents
 from w2sd.spec_bounds import FP32_IMAGE_EQUAL_FRACTION, FP32_LATENT_RTOL
 
@@ -69,10 +70,10 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     fast_bf16, why = bf16_support()
     if fast_bf16:
         assert set(r["baselines"]) == {"diffusers", "diffusers-bf16", "ort-python", "ddim"}
-        assert r["baselines_absent"] == {}
+        assert set(r["baselines_absent"]) == {"ov-python"}
     else:  # emulated bf16 would take ~40x fp32: left out by default, with the reason
         assert set(r["baselines"]) == {"diffusers", "ort-python", "ddim"}
-        assert r["baselines_absent"] == {"diffusers-bf16": why}
+        assert r["baselines_absent"]["diffusers-bf16"] == why
         assert "diffusers-bf16 not run: " in proc.stdout
     assert r["precision"] == "fp32" and r["interleaved_rounds"] == 1
     # The runtime's output against the fp32 reference's, same latents: in fp32, the spec's
@@ -102,12 +103,15 @@ def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyp
     from w2sd.cpuinfo import bf16_support
     from w2sd_bench import runner
 
-    everything = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+    everything = ("diffusers", "diffusers-bf16", "ort-python", "ov-python", "ddim")
     monkeypatch.setattr(runner, "bf16_support", lambda: bf16_support({"avx2", "amx_bf16"}))
-    assert runner.default_baselines("cpu") == (everything, {})
+    assert runner.default_baselines("openvino") == (everything, {})
+    chosen, absent = runner.default_baselines("cpu")
+    assert chosen == ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+    assert set(absent) == {"ov-python"}
     monkeypatch.setattr(runner, "bf16_support", lambda: bf16_support({"avx2"}))
     chosen, absent = runner.default_baselines("openvino")
-    assert chosen == ("diffusers", "ort-python", "ddim")
+    assert chosen == ("diffusers", "ort-python", "ov-python", "ddim")
     assert "none of amx_bf16, avx512_bf16" in absent["diffusers-bf16"]
     # On a GPU: diffusers' own fp16 pipelines are the peers; the reference loop the oracle.
     gpu = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
@@ -119,17 +123,8 @@ def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: i
     from w2sd_bench.ort_python import OrtPythonW2SD
 
     x = initial_latents(2, (1, 4, 8, 8))
-    g = {"strong": 7.5, "weak": 7.5, "denoiser": 7.5}
-    got = OrtPythonW2SD(engine_dir).sample("a cat", x, 10, 5, g)["latents"]
-    ours = runtime.sample(
-        "a cat",
-        latents=x,
-        num_inference_steps=10,
-        reflection_steps=5,
-        strong_guidance=7.5,
-        weak_guidance=7.5,
-        output_type="latent",
-    )
+    got = OrtPythonW2SD(engine_dir).sample("a cat", x, 10, 5, PEER_GUIDANCE)["latents"]
+    ours = runtime_peer_latents(runtime, x)
     assert np.abs(got - ours).max() <= FP32_LATENT_RTOL * np.abs(ours).max()
 
 

@@ -6,7 +6,6 @@ Gaussian-mixture epsilons, for shapes from (B, 1, 1, 1) up."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from export.onnx_denoiser import OnnxExportOptions, export_onnx_engine, schedule
 from w2sd import W2SDRuntime
 from w2sd.errors import InvalidArgumentError
 from w2sd.manifest import SchedulerSpec
-from w2sd.ort_library import openvino_library
+from w2sd.openvino_library import openvino_c_library
 from w2sd_studies.gmm import SCHEDULER_CONFIG, GaussianMixture, numpy_w2sd, onnx_denoiser
 
 STEPS = 10
@@ -325,32 +324,20 @@ def test_cuda_build_converts_a_denoiser_engine(tmp, engine_1d):  # type: ignore[
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [F, F]
 
 
-@pytest.mark.skipif(
-    openvino_library() is None, reason="the OpenVINO wheel's library is not installed"
-)
+@pytest.mark.skipif(openvino_c_library() is None, reason="the openvino wheel is not installed")
 def test_openvino_backend_matches_numpy_loop(tmp, engine_2d, sched):  # type: ignore[no-untyped-def]
+    """In this process, beside the onnxruntime module and the cpu backend."""
     copy = tmp / "ov-copy"
     shutil.copytree(engine_2d, copy)
     x = _latents((64, 2, 2, 3), seed=7)
-    np.save(tmp / "ov-x.npy", x)
-    env = {**os.environ, "W2SD_ORT_LIBRARY": str(openvino_library())}
-    scenario = Path(__file__).with_name("denoiser_scenario.py")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(scenario),
-            str(copy),
-            "openvino",
-            str(tmp / "ov-x.npy"),
-            str(tmp / "ov.npz"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.load(tmp / "ov.npz")
+    build_engine(str(copy), "openvino", log=lambda m: None)
+    rt = W2SDRuntime(copy, backend="openvino")
+    got = {
+        inversion: rt.sample(
+            latents=x, output_type="latent", reflection_steps=5, inversion=inversion
+        )
+        for inversion in ("official", "exact")
+    }
     for inversion in ("official", "exact"):
         ref = numpy_w2sd(sched, STRONG_2D, WEAK_2D, STRONG_2D, x, STEPS, 5, inversion)
         assert_latents_close(got[inversion], ref.astype(np.float32))

@@ -1,15 +1,12 @@
-"""Backend `openvino`: ONNX Runtime's OpenVINO EP through the core's C API, on the OpenVINO
-wheel's library that scripts/setup.sh installs beside the onnxruntime module. The core
-runs it in a subprocess (tests/openvino_scenario.py) that never imports the Python
-onnxruntime module. fp32 is held to the spec's fp32 bound; bf16 (CPUs with
-amx_bf16/avx512_bf16 only) to the reduced-precision row: image PSNR >= 30 dB vs the fp32
-reference, the latents' max rel diff reported. Skipped, with the reason, only where setup
-did not install the OpenVINO backend; where it did (the stamp .w2sd-openvino in the venv, or
-W2SD_EXPECT_OPENVINO=1), a library that is missing or does not load is a failure."""
+"""Backend `openvino`: OpenVINO's own runtime (its C library, loaded by the core), in the same
+process as export (tests/openvino_scenario.py). fp32 is held to the spec's fp32 bound; bf16
+(CPUs with amx_bf16/avx512_bf16 only) to the reduced-precision row: image PSNR >= 30 dB vs the
+fp32 reference, the latents' max rel diff reported. Skipped, with the reason, only where setup
+did not install the openvino wheel; where it did (the stamp .w2sd-openvino in the venv, or
+W2SD_EXPECT_OPENVINO=1), a library that is missing or a backend that does not load fails."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -17,18 +14,25 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import openvino_scenario
 import pytest
 
-from conftest import _record, assert_images_match, assert_latents_close, relative_diff
+from conftest import (
+    PEER_GUIDANCE,
+    _record,
+    assert_images_match,
+    assert_latents_close,
+    relative_diff,
+    runtime_peer_latents,
+)
 from engines.openvino import choose_precision
 from w2sd import InvalidArgumentError
 from w2sd.cpuinfo import BF16_FLAGS, cpu_flags
 from w2sd.latents import initial_latents
-from w2sd.ort_library import openvino_cache_support, openvino_library
+from w2sd.openvino_library import openvino_c_library
 from w2sd.spec_bounds import REDUCED_PRECISION_MIN_PSNR_DB
 from w2sd_bench.runner import image_psnr_db
 
-SCENARIO = Path(__file__).with_name("openvino_scenario.py")
 KW = dict(num_inference_steps=10, reflection_steps=5, strong_guidance=7.5, weak_guidance=5.0)
 HAS_BF16 = bool(cpu_flags() & set(BF16_FLAGS))
 
@@ -36,17 +40,17 @@ HAS_BF16 = bool(cpu_flags() & set(BF16_FLAGS))
 SETUP_STAMP = Path(sys.prefix) / ".w2sd-openvino"
 EXPECTED = os.environ.get("W2SD_EXPECT_OPENVINO") == "1" or SETUP_STAMP.is_file()
 needs_library = pytest.mark.skipif(
-    openvino_library() is None and not EXPECTED,
-    reason="the OpenVINO wheel's library is not installed (scripts/setup.sh installs it)",
+    openvino_c_library() is None and not EXPECTED,
+    reason="the openvino wheel is not installed (scripts/setup.sh installs it)",
 )
 
 
 def test_openvino_loads_where_setup_installed_it():  # type: ignore[no-untyped-def]
     """Never a skip where setup installed the backend: its library is there and a fresh
-    process asking for 'openvino' gets the OpenVINO EP."""
+    process asking for 'openvino' has it available."""
     if not EXPECTED:
-        pytest.skip("scripts/setup.sh did not install the OpenVINO backend here")
-    assert openvino_library() is not None, f"{SETUP_STAMP} says installed; no library found"
+        pytest.skip("scripts/setup.sh did not install the openvino wheel here")
+    assert openvino_c_library() is not None, f"{SETUP_STAMP} says installed; no library found"
     out = _fresh_process(
         "from w2sd import backend_status; s = {x.name: x for x in backend_status('openvino')}"
         "['openvino']; print(s.available, s.reason)"
@@ -54,20 +58,10 @@ def test_openvino_loads_where_setup_installed_it():  # type: ignore[no-untyped-d
     assert out.startswith("True"), out
 
 
-def _scenario(engine_dir: Path, tmp: Path, precision: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
+def _scenario(engine_dir: Path, tmp: Path, precision: str | None) -> tuple[dict, dict]:  # type: ignore[type-arg]
     copy = tmp / f"engine-{precision}"
     shutil.copytree(engine_dir, copy)
-    out = tmp / f"{precision}.npz"
-    env = {**os.environ, "W2SD_ORT_LIBRARY": str(openvino_library())}
-    proc = subprocess.run(
-        [sys.executable, str(SCENARIO), str(copy), precision, str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(out)), json.loads(proc.stdout.strip().splitlines()[-1])
+    return openvino_scenario.run(copy, precision)
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +110,15 @@ def test_other_shapes_run_on_the_dynamic_session(fp32_run, reference):  # type: 
 def test_build_facts_cache_and_lanes(fp32_run):  # type: ignore[no-untyped-def]
     got, build = fp32_run
     assert build["precision"] == "fp32" and build["precision_reason"] == "asked for"
-    assert json.loads(build["provider_options"]["load_config"]) == {
-        "CPU": {"INFERENCE_PRECISION_HINT": "f32"}
-    }
-    assert build["files"]["unet0"] == "unet0/model.onnx"  # the exported graph, not ORT's fusions
-    if bool(got["cache_supported"]):
-        assert int(got["cache_blobs"]) > 0  # compiled at build time
-    else:  # no cache OpenVINO would only rewrite on every load
-        assert int(got["cache_blobs"]) == int(got["cache_blobs_after_reload"]) == 0
+    assert build["format"] == "openvino-ir"
+    # Converted once to IR, fp32 weights kept, checksummed; the cache is not.
+    assert build["files"]["unet0"] == "openvino/unet0/model.xml"
+    assert {"openvino/unet0/model.xml", "openvino/unet0/model.bin"} <= set(build["artifacts"])
+    assert not any(a.startswith("openvino/cache") for a in build["artifacts"])
+    assert build["mutable"] == ["openvino/cache"]
+    assert got["cache_blobs"] > 0  # compiled at build time
     np.testing.assert_array_equal(got["stale_cache_latents"], got["latents_official"])
-    assert bool(got["lanes_equal_sequential"])
+    assert got["lanes_equal_sequential"]
 
 
 @needs_library
@@ -142,69 +135,66 @@ def test_bf16_image_psnr(engine_dir, reference, tmp_path):  # type: ignore[no-un
     assert psnr >= REDUCED_PRECISION_MIN_PSNR_DB
 
 
-def _fresh_process(code: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run `code` in a fresh interpreter (nothing imported), without W2SD_ORT_LIBRARY."""
-    base = {k: v for k, v in os.environ.items() if k != "W2SD_ORT_LIBRARY"}
+def _fresh_process(code: str, *args: str) -> str:
+    """Run `code` in a fresh interpreter (nothing imported)."""
     proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=600,
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 @needs_library
-def test_openvino_picks_its_library_in_a_fresh_process(fp32_run):  # type: ignore[no-untyped-def]
-    """No W2SD_ORT_LIBRARY needed: a process whose first backend is 'openvino' runs on the
-    OpenVINO build, and may import the onnxruntime module afterwards."""
+def test_openvino_after_the_onnxruntime_module_made_a_session(fp32_run):  # type: ignore[no-untyped-def]
+    """The ONNX Runtime OpenVINO build crashed after the onnxruntime module's first session;
+    OpenVINO's own library shares the process with it (and with the ORT backends)."""
     _, build = fp32_run
-    out = _fresh_process(
-        "import sys; from w2sd import W2SDRuntime; from w2sd.ort_library import "
-        "find_ort_library; W2SDRuntime(sys.argv[1], backend='openvino').sample('a cat', "
-        "seed=1, num_inference_steps=2, reflection_steps=1, output_type='latent'); "
-        "print(find_ort_library()); import onnxruntime; W2SDRuntime(sys.argv[1], "
-        "backend='openvino'); W2SDRuntime(sys.argv[1], backend='cpu'); print('ok')",
-        build["engine"],
+    code = (
+        "import sys, onnxruntime; from w2sd import W2SDRuntime\n"
+        "onnxruntime.InferenceSession(sys.argv[1] + '/vae_decoder/model.onnx', "
+        "providers=['CPUExecutionProvider'])\n"
+        "rt = W2SDRuntime(sys.argv[1], backend='openvino')\n"
+        "x = rt.sample('a cat', seed=1, num_inference_steps=2, reflection_steps=1, "
+        "output_type='latent')\n"
+        "W2SDRuntime(sys.argv[1], backend='cpu')\n"
+        "print('ok', x.shape)\n"
     )
-    assert out.split() == [str(openvino_library()), "ok"]
+    assert _fresh_process(code, build["engine"]).split()[0] == "ok"
+
+
+def test_availability_says_why_openvino_is_missing(monkeypatch):  # type: ignore[no-untyped-def]
+    """No openvino wheel: the reason names the extra to install."""
+    import importlib.util
+
+    from w2sd import backends
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
+    status = backends.backend_status("openvino")[0]
+    assert not status.available
+    assert "openvino package is not installed" in status.reason
+    assert "w2sd-runtime[openvino]" in status.reason
 
 
 @needs_library
-def test_openvino_after_the_onnxruntime_module_is_refused_not_crashed(fp32_run):  # type: ignore[no-untyped-def]
-    """A process whose onnxruntime module made a session first: the OpenVINO build there
-    crashed (segfault). Asked for by backend or by W2SD_ORT_LIBRARY, it is an error."""
-    _, build = fp32_run
-    code = (
-        "import sys, onnxruntime; from w2sd import BackendError, W2SDRuntime\n"
-        "onnxruntime.InferenceSession(sys.argv[1] + '/vae_decoder/model.onnx', "
-        "providers=['CPUExecutionProvider'])\n"
-        "try:\n    W2SDRuntime(sys.argv[1], backend='openvino')\n"
-        "except BackendError as e:\n    print(e)\n"
-    )
-    out = _fresh_process(code, build["engine"])
-    assert "has no OpenVINOExecutionProvider" in out and "has not imported the onnxruntime" in out
-    forced = _fresh_process(
-        code, build["engine"], env={"W2SD_ORT_LIBRARY": str(openvino_library())}
-    )
-    assert "cannot be loaded after this process imported the onnxruntime Python module" in forced
+def test_bf16_build_refused_at_load_on_a_cpu_without_bf16(fp32_run, monkeypatch):  # type: ignore[no-untyped-def]
+    """An engine built bf16 elsewhere, loaded on a CPU without bf16: refused with the reason."""
+    from w2sd import BackendError, backend_options
+    from w2sd.manifest import load_manifest
 
-
-def test_cache_only_where_openvino_can_read_it_back(tmp_path):  # type: ignore[no-untyped-def]
-    """OpenVINO's CPU plugin caches compiled models as OpenVINO IR: without the IR frontend
-    beside the library (the onnxruntime-openvino 1.24.1 wheel) every cached load failed,
-    compiled again and rewrote the cache."""
-    capi = tmp_path / "capi"
-    capi.mkdir()
-    library = capi / "libonnxruntime.so.1.24.1"
-    for name in (library.name, "libopenvino.so.2541", "libopenvino_onnx_frontend.so.2541"):
-        (capi / name).touch()
-    supported, why = openvino_cache_support(library)
-    assert not supported and "libopenvino_ir_frontend" in why
-    (capi / "libopenvino_ir_frontend.so.2541").touch()
-    assert openvino_cache_support(library) == (True, "")
+    m = load_manifest(fp32_run[1]["engine"])
+    built = m.spec.backends["openvino"]
+    monkeypatch.setattr(backend_options, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setitem(built.model_extra, "precision", "bf16")
+    with pytest.raises(BackendError, match="its openvino build is bf16, but this CPU has none"):
+        backend_options.load_options("openvino", m, built, None)
+    monkeypatch.setitem(built.model_extra, "precision", "fp32")
+    opts = backend_options.load_options("openvino", m, built, None)
+    assert opts.provider_options["INFERENCE_PRECISION_HINT"] == "f32"
+    assert opts.provider_options["CACHE_DIR"] == str(m.path("openvino/cache"))
+    assert opts.library_path == str(openvino_c_library())
 
 
 def test_default_unet_shapes_follow_the_roles(engine_dir):  # type: ignore[no-untyped-def]
@@ -255,14 +245,13 @@ def test_precision_follows_the_cpu():  # type: ignore[no-untyped-def]
         choose_precision("fp16", {"amx_bf16"})
 
 
-def test_openvino_is_refused_by_a_library_without_it(engine_dir):  # type: ignore[no-untyped-def]
-    """This process's core runs the onnxruntime package's library: no OpenVINO EP, and the
-    reason says how to get it."""
-    from w2sd import BackendError, W2SDRuntime, backend_status
+@needs_library
+def test_ov_python_baseline_does_the_same_work(fp32_run, runtime):  # type: ignore[no-untyped-def]
+    """The ov-python peer (the plain loop on OpenVINO's Python API, the same IR) computes what
+    the runtime computes, or the ratio means nothing."""
+    from w2sd_bench.ov_python import ov_python_loop
 
-    status = {s.name: s for s in backend_status()}["openvino"]
-    if status.available:
-        pytest.skip("this process's ONNX Runtime has the OpenVINO EP")
-    assert "OpenVINOExecutionProvider" in status.reason
-    with pytest.raises(BackendError, match="backend 'openvino' is not available"):
-        W2SDRuntime(engine_dir, backend="openvino")
+    x = initial_latents(2, (1, 4, 8, 8))
+    got = ov_python_loop(fp32_run[1]["engine"]).sample("a cat", x, 10, 5, PEER_GUIDANCE)["latents"]
+    ours = runtime_peer_latents(runtime, x)
+    assert_latents_close(got, ours)

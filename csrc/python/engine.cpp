@@ -253,8 +253,8 @@ void bind_engine(py::module_& m) {
       .def(
           "unet_sessions", [](Engine& e, int unet) { return e.backend().unet_sessions(unet); },
           py::arg("unet"),
-          "What UNet `unet` has sessions for: the reshape_input value of each static-shape "
-          "session, then 'dynamic' for one that takes any shape.")
+          "What UNet `unet` has sessions for: the input shapes of each static-shape "
+          "session (sample[2,4,32,32],...), then 'dynamic' for one that takes any shape.")
       .def_property_readonly(
           "lanes_in_use", [](Engine& e) { return e.lanes().in_use(); },
           "Lanes checked out right now (by sample() calls and sample_many jobs).")

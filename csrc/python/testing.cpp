@@ -120,7 +120,7 @@ void bind_device_layout(py::module_& m) {
 
 void bind_backend_helpers(py::module_& m) {
   m.def("reshape_input_option", &reshape_input_option, py::arg("names"), py::arg("shape"),
-        "The OpenVINO EP's reshape_input value fixing a UNet's inputs `names` to `shape`.");
+        "How unet_sessions names a UNet's inputs `names` fixed to `shape`.");
   m.def("trim_mapped_files", &trim_mapped_files, py::arg("dirs"),
         "Drop the resident pages of read-only file mappings under these folders (the "
         "OpenVINO backend's weights); returns the bytes advised.");

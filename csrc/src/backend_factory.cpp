@@ -5,6 +5,7 @@
 #include "w2sd/cuda_support.h"
 #include "w2sd/gpu_options.h"
 #include "w2sd/openvino_backend.h"
+#include "w2sd/openvino_library.h"
 #include "w2sd/ort_api.h"
 #include "w2sd/ort_cpu_backend.h"
 #include "w2sd/ort_library.h"
@@ -21,17 +22,33 @@ const char* ort_provider_name(const std::string& provider) {
   if (provider == "cpu") return "CPUExecutionProvider";
   if (provider == "cuda") return "CUDAExecutionProvider";
   if (provider == "tensorrt") return "TensorrtExecutionProvider";
-  if (provider == "openvino") return "OpenVINOExecutionProvider";
   detail::throw_error(ErrorCode::kInvalidArgument, "backend: unknown backend '", provider,
                       "' (known: cpu, openvino, cuda, tensorrt)");
+}
+
+// OpenVINO's own runtime: compiled in, its library loaded, its CPU plugin loads here.
+BackendAvailability openvino_availability() {
+  BackendAvailability result;
+  if (!openvino_compiled()) {
+    result.reason =
+        "this build of w2sd has no OpenVINO support (OpenVINO's C header was not found when it "
+        "was built: pip install w2sd-runtime[openvino], then rebuild)";
+    return result;
+  }
+#ifdef W2SD_WITH_OPENVINO
+  result.reason = probe_openvino();
+#endif
+  result.available = result.reason.empty();
+  return result;
 }
 
 }  // namespace
 
 BackendAvailability backend_availability(const std::string& provider) {
+  if (provider == "openvino") return openvino_availability();
   const char* ort_name = ort_provider_name(provider);
   BackendAvailability result;
-  const bool host = provider == "cpu" || provider == "openvino";
+  const bool host = provider == "cpu";
   if (!host && !cuda_compiled()) {
     result.reason = "this build of w2sd has no CUDA support (rebuild with W2SD_CUDA=1)";
     return result;
@@ -45,9 +62,7 @@ BackendAvailability backend_availability(const std::string& provider) {
   const std::vector<std::string> providers = Ort::GetAvailableProviders();
   if (std::find(providers.begin(), providers.end(), ort_name) == providers.end()) {
     result.reason = std::string("the ONNX Runtime library ") + lib.path + " (" + lib.version +
-                    ") has no " + ort_name +
-                    (provider == "openvino" ? " (install w2sd-runtime[openvino])"
-                                            : " (install w2sd-runtime[gpu])");
+                    ") has no " + ort_name + " (install w2sd-runtime[gpu])";
     return result;
   }
   if (!host) {
@@ -60,11 +75,6 @@ BackendAvailability backend_availability(const std::string& provider) {
                       "see scripts/gpu_check.sh)";
       return result;
     }
-  }
-  if (provider == "openvino") {
-    // Listed is not loaded: appending the EP loads its provider library and OpenVINO.
-    result.reason = probe_openvino(lib.path);
-    if (!result.reason.empty()) return result;
   }
   result.available = true;
   return result;
@@ -81,10 +91,12 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
                                     make_host_executor(), config.scheduler);
   }
   if (config.provider == "openvino") {
+#ifdef W2SD_WITH_OPENVINO
     OpenVinoBackendConfig ov{config.models, config.provider_options, config.unet_shape_sessions,
                              config.warm_unet_shapes};
     return std::make_unique<Engine>(std::make_unique<OpenVinoBackend>(ov), make_host_executor(),
                                     config.scheduler);
+#endif
   }
   W2SD_CHECK_PARAM(config.unet_shape_sessions == 0, "unet_shape_sessions",
                    "unet_shape_sessions: static-shape UNet sessions are for backend 'openvino'");

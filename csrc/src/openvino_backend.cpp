@@ -7,35 +7,18 @@
 #include <mutex>
 #include <set>
 #include <tuple>
-#include <unordered_map>
 
-#include "ort_session.h"
+#include "openvino_models.h"
+#include "w2sd/openvino_library.h"
 #include "w2sd/page_trimmer.h"
 #include "w2sd/status.h"
 
 namespace w2sd {
-using namespace ort_session;
 
 namespace {
 
 constexpr std::chrono::milliseconds kTrimInterval{20};
-
-// Host session options with the OpenVINO execution provider appended (its options, then
-// `extra`); throws kBackend if it cannot be.
-Ort::SessionOptions openvino_session_options(const OrtBackendConfig& models,
-                                             const OptionList& provider_options,
-                                             const OptionList& extra = {}) {
-  Ort::SessionOptions options = host_session_options(models);
-  std::unordered_map<std::string, std::string> opts(provider_options.begin(),
-                                                    provider_options.end());
-  for (const auto& [key, value] : extra) opts[key] = value;
-  try {
-    options.AppendExecutionProvider_OpenVINO_V2(opts);
-  } catch (const Ort::Exception& e) {
-    detail::throw_error(ErrorCode::kBackend, "OpenVINO execution provider: ", e.what());
-  }
-  return options;
-}
+using StaticDims = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
 // The folders of the models and of OpenVINO's cache: what OpenVINO memory-maps. Symlinks
 // resolved, as /proc/self/maps names the files.
@@ -53,59 +36,71 @@ std::vector<std::string> mapped_dirs(const OpenVinoBackendConfig& config) {
   for (const auto& p : paths) {
     if (!p.empty()) dirs.insert(resolved(p).parent_path().string());
   }
-  for (const auto& [key, value] : config.provider_options) {
-    if (key == "cache_dir" && !value.empty()) dirs.insert(resolved(value).string());
+  for (const auto& [key, value] : config.properties) {
+    if (key == "CACHE_DIR" && !value.empty()) dirs.insert(resolved(value).string());
   }
   return {dirs.begin(), dirs.end()};
 }
 
+// The configured properties, with the thread count where the caller chose one.
+OptionList compile_properties(const OpenVinoBackendConfig& config) {
+  OptionList props = config.properties;
+  if (config.models.intra_op_threads > 0) {
+    props.emplace_back("INFERENCE_NUM_THREADS", std::to_string(config.models.intra_op_threads));
+  }
+  return props;
+}
+
 }  // namespace
 
-std::string probe_openvino(const std::string& library_path) {
-  OrtBackendConfig probe;
-  probe.library_path = library_path;
+std::string probe_openvino() {
+  if (!openvino_library_loaded()) return "OpenVINO's library is not loaded";
   try {
-    openvino_session_options(probe, {{"device_type", "CPU"}});
+    // Loads the CPU plugin: a CPU that OpenVINO refuses fails here.
+    ov_core_version_list_t versions{};
+    ov::check(ov::api().ov_core_get_versions_by_device_name(ov::shared_core(), "CPU", &versions),
+              "OpenVINO's CPU plugin");
+    ov::api().ov_core_versions_free(&versions);
   } catch (const W2sdError& e) {
     return e.what();
   }
   return "";
 }
 
-// One UNet's sessions: up to unet_shape_sessions compiled for one static shape each, and a
+// One UNet's compiled models: up to unet_shape_sessions for one static shape each, and a
 // dynamic-shape one for every other shape (made when first needed). Entries are never
-// removed, so a session handed out stays valid while other threads add shapes.
-struct UnetSessions {
+// removed, so a model handed out stays valid while other threads add shapes.
+struct UnetModels {
   std::string path;
   std::mutex mutex;
-  std::map<UnetShape, std::unique_ptr<NamedSession>> by_shape;
-  std::unique_ptr<NamedSession> dynamic;
+  std::map<UnetShape, std::unique_ptr<ov::CompiledModel>> by_shape;
+  std::unique_ptr<ov::CompiledModel> dynamic;
 };
 
 struct OpenVinoBackend::Impl {
   explicit Impl(const OpenVinoBackendConfig& c)
-      : config(c),
-        options(openvino_session_options(c.models, c.provider_options)),
-        trim_dirs(mapped_dirs(c)) {}
+      : config(c), properties(compile_properties(c)), trim_dirs(mapped_dirs(c)) {}
 
   OpenVinoBackendConfig config;
-  Ort::SessionOptions options;  // dynamic shapes
-  std::vector<std::unique_ptr<UnetSessions>> unets;
-  std::unique_ptr<HostModels> models;
-  // The folders whose mapped weights are trimmed (see page_trimmer.h) while sessions are
-  // made and during each model's first run of a shape, when the CPU plugin reads them.
+  OptionList properties;
+  std::vector<std::unique_ptr<UnetModels>> unets;
+  std::vector<std::unique_ptr<ov::CompiledModel>> text_encoders;
+  std::unique_ptr<ov::CompiledModel> vae_decoder;
+  // The folders whose mapped weights are trimmed (see page_trimmer.h) while models are
+  // compiled and during each model's first run of a shape, when the CPU plugin reads them.
   std::vector<std::string> trim_dirs;
   std::mutex seen_mutex;
-  std::set<std::tuple<const void*, int64_t, int64_t, int64_t>> seen;  // shapes run, per session
-  // One model call at a time: each call already runs on every core.
+  std::set<std::tuple<const void*, int64_t, int64_t, int64_t>> seen;  // shapes run, per model
+  // One model call at a time: each call already runs on every core (and each compiled model
+  // has one infer request).
   std::mutex call_mutex;
 
   // `run()` one call at a time, trimming the mapped weights while it runs if this is the
-  // first run of (session, batch, height, width).
+  // first run of (model, batch, height, width).
   template <class Run>
-  void run_model(const void* session, int64_t batch, int64_t height, int64_t width, Run&& run) {
+  void run_model(const void* model, int64_t batch, int64_t height, int64_t width, Run&& run) {
     std::lock_guard<std::mutex> turn(call_mutex);
-    const auto key = std::make_tuple(session, batch, height, width);
+    const auto key = std::make_tuple(model, batch, height, width);
     bool first = false;
     {
       std::lock_guard<std::mutex> lock(seen_mutex);
@@ -124,60 +119,65 @@ struct OpenVinoBackend::Impl {
     seen.insert(key);
   }
 
-  // The session that runs UNet `unet` at `shape`, made (and compiled) if it has none yet.
-  // Making one holds this UNet's lock: its other calls wait, once per shape.
-  NamedSession& unet_session(size_t unet, const UnetShape& shape) {
-    UnetSessions& u = *unets[unet];
+  // A model compiled with the mapped weights trimmed while OpenVINO reads them, and the heap
+  // it freed returned.
+  std::unique_ptr<ov::CompiledModel> compile(const std::string& path, const OrtModelNames& names,
+                                             const StaticDims& dims, bool unet, const char* what) {
+    MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
+    auto model = std::make_unique<ov::CompiledModel>(path, names, properties, dims, unet, what);
+    release_free_heap();
+    return model;
+  }
+
+  // The model that runs UNet `unet` at `shape`, compiled if it has none yet. Compiling holds
+  // this UNet's lock: its other calls wait, once per shape.
+  ov::CompiledModel& unet_model(size_t unet, const UnetShape& shape) {
+    UnetModels& u = *unets[unet];
     std::lock_guard<std::mutex> lock(u.mutex);
     const auto capacity = static_cast<size_t>(std::max(config.unet_shape_sessions, 0));
     if (capacity > 0) {
       const auto found = u.by_shape.find(shape);
       if (found != u.by_shape.end()) return *found->second;
       if (u.by_shape.size() < capacity) {
-        const Ort::SessionOptions fixed = openvino_session_options(
-            config.models, config.provider_options,
-            {{"reshape_input", reshape_input_option(config.models.unet_names.inputs, shape)}});
-        return *u.by_shape.emplace(shape, trimmed_unet_session(u.path, fixed)).first->second;
+        const StaticDims dims = unet_input_dims(config.models.unet_names.inputs, shape);
+        auto model = compile(u.path, config.models.unet_names, dims, true, "UNet");
+        return *u.by_shape.emplace(shape, std::move(model)).first->second;
       }
     }
-    if (!u.dynamic) u.dynamic = trimmed_unet_session(u.path, options);
+    if (!u.dynamic) u.dynamic = compile(u.path, config.models.unet_names, {}, true, "UNet");
     return *u.dynamic;
-  }
-
-  // A UNet session, its mapped weights trimmed while OpenVINO compiles it and the heap it
-  // freed returned.
-  std::unique_ptr<NamedSession> trimmed_unet_session(const std::string& path,
-                                                     const Ort::SessionOptions& o) {
-    MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
-    auto session = make_unet_session(path, config.models.unet_names, o);
-    release_free_heap();
-    return session;
   }
 };
 
 OpenVinoBackend::OpenVinoBackend(const OpenVinoBackendConfig& config) {
-  load_ort_library(config.models.library_path);
+  load_openvino_library(config.models.library_path);
   check_models(config.models);
   impl_ = std::make_unique<Impl>(config);
-  MappedFileTrimmer trimmer(impl_->trim_dirs, kTrimInterval);
-  const std::vector<std::string>& paths = config.models.unet_paths;
-  for (const auto& path : paths) {
-    impl_->unets.push_back(std::make_unique<UnetSessions>());
+  const OrtBackendConfig& m = config.models;
+  for (const auto& path : m.unet_paths) {
+    impl_->unets.push_back(std::make_unique<UnetModels>());
     impl_->unets.back()->path = path;
   }
-  std::vector<bool> warmed(paths.size(), false);
+  std::vector<bool> warmed(m.unet_paths.size(), false);
   for (const auto& [unet, shape] : config.warm_unet_shapes) {
-    W2SD_CHECK_ARG(unet >= 0 && static_cast<size_t>(unet) < paths.size(),
+    W2SD_CHECK_ARG(unet >= 0 && static_cast<size_t>(unet) < m.unet_paths.size(),
                    "warm_unet_shapes: UNet index ", unet, " out of range");
-    impl_->unet_session(static_cast<size_t>(unet), shape);
+    impl_->unet_model(static_cast<size_t>(unet), shape);
     warmed[static_cast<size_t>(unet)] = true;
   }
-  // Every UNet is loaded (and so checked) here: the unwarmed ones as a dynamic session.
+  // Every UNet is loaded (and so checked) here: the unwarmed ones as a dynamic model.
   for (size_t i = 0; i < warmed.size(); ++i) {
     if (!warmed[i])
-      impl_->unets[i]->dynamic = impl_->trimmed_unet_session(paths[i], impl_->options);
+      impl_->unets[i]->dynamic = impl_->compile(m.unet_paths[i], m.unet_names, {}, true, "UNet");
   }
-  impl_->models = std::make_unique<HostModels>(config.models, impl_->options);
+  for (size_t i = 0; i < m.text_encoder_paths.size(); ++i) {
+    impl_->text_encoders.push_back(impl_->compile(m.text_encoder_paths[i], m.text_encoder_names[i],
+                                                  {}, false, "text encoder"));
+  }
+  if (!m.vae_decoder_path.empty()) {
+    impl_->vae_decoder =
+        impl_->compile(m.vae_decoder_path, m.vae_decoder_names, {}, false, "VAE decoder");
+  }
 }
 
 OpenVinoBackend::~OpenVinoBackend() = default;
@@ -185,12 +185,12 @@ OpenVinoBackend::~OpenVinoBackend() = default;
 int OpenVinoBackend::num_unets() const { return static_cast<int>(impl_->unets.size()); }
 
 int OpenVinoBackend::num_text_encoders() const {
-  return static_cast<int>(impl_->models->text_encoders.size());
+  return static_cast<int>(impl_->text_encoders.size());
 }
 
 std::vector<std::string> OpenVinoBackend::unet_sessions(int unet) const {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
-  UnetSessions& u = *impl_->unets[static_cast<size_t>(unet)];
+  UnetModels& u = *impl_->unets[static_cast<size_t>(unet)];
   std::lock_guard<std::mutex> lock(u.mutex);
   std::vector<std::string> out;
   for (const auto& entry : u.by_shape) {
@@ -202,25 +202,28 @@ std::vector<std::string> OpenVinoBackend::unet_sessions(int unet) const {
 
 void OpenVinoBackend::run_unet(int unet, const UnetInputs& in, float* out) {
   W2SD_CHECK_ARG(unet >= 0 && unet < num_unets(), "UNet index ", unet, " out of range");
-  NamedSession& s = impl_->unet_session(static_cast<size_t>(unet), unet_shape(in));
-  impl_->run_model(&s, in.batch, in.height, in.width, [&] { run_unet_on_host(s, in, out); });
+  ov::CompiledModel& m = impl_->unet_model(static_cast<size_t>(unet), unet_shape(in));
+  impl_->run_model(&m, in.batch, in.height, in.width, [&] { ov::run_unet(m, in, out); });
 }
 
 std::vector<HostTensor> OpenVinoBackend::encode_text(int encoder, const int64_t* input_ids,
                                                      int64_t batch, int64_t length) {
-  NamedSession& s = impl_->models->text_encoder(encoder);
+  W2SD_CHECK_ARG(encoder >= 0 && encoder < num_text_encoders(), "text encoder index ", encoder,
+                 " out of range");
+  ov::CompiledModel& m = *impl_->text_encoders[static_cast<size_t>(encoder)];
   std::vector<HostTensor> out;
-  impl_->run_model(&s, batch, length, 0,
-                   [&] { out = encode_text_on_host(s, input_ids, batch, length); });
+  impl_->run_model(&m, batch, length, 0,
+                   [&] { out = ov::encode_text(m, input_ids, batch, length); });
   return out;
 }
 
 HostTensor OpenVinoBackend::decode_latents(const float* latents, int64_t batch, int64_t channels,
                                            int64_t height, int64_t width) {
-  NamedSession* vae = impl_->models->vae_decoder.get();
+  ov::CompiledModel* vae = impl_->vae_decoder.get();
+  W2SD_CHECK_ARG(vae != nullptr, "this engine has no VAE decoder: ask for output_type='latent'");
   HostTensor out;
   impl_->run_model(vae, batch, height, width,
-                   [&] { out = decode_on_host(vae, latents, batch, channels, height, width); });
+                   [&] { out = ov::decode(*vae, latents, batch, channels, height, width); });
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "w2sd/ort_library.h"
 #include "w2sd/ort_models.h"
 #include "w2sd/status.h"
+#include "w2sd/unet_shape.h"
 
 namespace w2sd::ort_session {
 
@@ -119,14 +120,7 @@ inline void make_unet_tensors(const Ort::MemoryInfo& mem, const NamedSession& s,
                               const UnetInputs& in, const float* timestep, const float* lora_scale,
                               float* out, UnetTensors* t) {
   const size_t n_base = s.inputs.size() - (s.has_lora_scale ? 1 : 0);
-  const bool added = n_base == 5;
-  const bool conditional = n_base >= 3;
-  W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
-                 added ? "this UNet needs text_embeds and time_ids (SDXL)"
-                       : "this UNet takes no text_embeds/time_ids");
-  W2SD_CHECK_ARG(conditional == (in.text != nullptr),
-                 conditional ? "this UNet needs encoder_hidden_states (text conditioning)"
-                             : "this denoiser is unconditional: it takes no text conditioning");
+  check_unet_inputs(n_base, in);
   auto& sh = t->shapes;
   sh[0] = {in.batch, in.channels, in.height, in.width};
   sh[1] = {1, 0, 0, 0};
@@ -214,19 +208,6 @@ inline Ort::SessionOptions host_session_options(const OrtBackendConfig& config) 
     if (!config.cpu_memory_arena) o.DisableCpuMemArena();
     return o;
   });
-}
-
-// Throws kInvalidArgument unless `config` names a loadable set of models.
-inline void check_models(const OrtBackendConfig& config) {
-  W2SD_CHECK_ARG(!config.unet_paths.empty(), "unet_paths must name at least one UNet model");
-  const size_t n = config.unet_names.inputs.size();
-  W2SD_CHECK_ARG(n == 2 || n == 3 || n == 5,
-                 "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ", n);
-  W2SD_CHECK_ARG(config.text_encoder_paths.size() == config.text_encoder_names.size(),
-                 "need one name set per text encoder path");
-  W2SD_CHECK_ARG((n == 2) == config.text_encoder_paths.empty(),
-                 n == 2 ? "an unconditional denoiser takes no text encoder"
-                        : "a conditional UNet needs a text encoder");
 }
 
 // A host backend's text encoders and VAE decoder (none: a denoiser engine).

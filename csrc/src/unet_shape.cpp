@@ -23,7 +23,19 @@ UnetShape unet_shape(const UnetInputs& in) {
   return s;
 }
 
-std::string reshape_input_option(const std::vector<std::string>& names, const UnetShape& s) {
+void check_unet_inputs(size_t n_inputs, const UnetInputs& in) {
+  const bool added = n_inputs == 5;
+  const bool conditional = n_inputs >= 3;
+  W2SD_CHECK_ARG(added == (in.text_embeds != nullptr && in.time_ids != nullptr),
+                 added ? "this UNet needs text_embeds and time_ids (SDXL)"
+                       : "this UNet takes no text_embeds/time_ids");
+  W2SD_CHECK_ARG(conditional == (in.text != nullptr),
+                 conditional ? "this UNet needs encoder_hidden_states (text conditioning)"
+                             : "this denoiser is unconditional: it takes no text conditioning");
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> unet_input_dims(
+    const std::vector<std::string>& names, const UnetShape& s) {
   const size_t n = names.size();
   W2SD_CHECK_ARG(n == 2 || n == 3 || n == 5,
                  "UNet inputs must be 2 (unconditional), 3 (SD) or 5 (SDXL) names, got ", n);
@@ -34,11 +46,19 @@ std::string reshape_input_option(const std::vector<std::string>& names, const Un
                                         {s.batch, s.text_len, s.text_dim},
                                         {s.batch, s.pooled_dim},
                                         {s.batch, s.time_ids_dim}};
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (size_t i = 0; i < n; ++i) out.emplace_back(names[i], dims[i]);
+  return out;
+}
+
+std::string reshape_input_option(const std::vector<std::string>& names, const UnetShape& s) {
   std::ostringstream out;
-  for (size_t i = 0; i < n; ++i) {
-    out << (i ? "," : "") << names[i] << "[";
-    for (size_t k = 0; k < dims[i].size(); ++k) out << (k ? "," : "") << dims[i][k];
+  bool first = true;
+  for (const auto& [name, dims] : unet_input_dims(names, s)) {
+    out << (first ? "" : ",") << name << "[";
+    for (size_t k = 0; k < dims.size(); ++k) out << (k ? "," : "") << dims[k];
     out << "]";
+    first = false;
   }
   return out.str();
 }

@@ -1,6 +1,7 @@
 """What each backend's engine is loaded with, one function per backend: the build's
-provider options and the backend's own quirks (OpenVINO's cache and static-shape UNet
-sessions, TensorRT's per-model profiles), so that ``runtime`` knows no backend."""
+provider options and the backend's own quirks (OpenVINO's library, properties, cache and
+static-shape UNet models, TensorRT's per-model profiles), so that ``runtime`` knows no
+backend."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EngineDirError, InvalidArgumentError
+from .cpuinfo import bf16_support, cpu_flags
+from .errors import BackendError, EngineDirError, InvalidArgumentError
 from .manifest import BackendBuild, Manifest
-from .ort_library import find_ort_library, openvino_cache_support
+from .openvino_library import require_openvino_c_library
+from .ort_library import find_ort_library
 
 
 @dataclass(frozen=True)
 class LoadOptions:
     """The backend-specific fields of the core's EngineConfig."""
 
+    library_path: str = ""  # the runtime library the core loads
     provider_options: dict[str, str] = field(default_factory=dict)
     model_provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
     unet_shape_sessions: int = 0
@@ -47,15 +51,31 @@ def _refuse_shape_sessions(unet_shape_sessions: int | None) -> None:
 def _plain(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
     """cpu and cuda: the build's provider options (and per-model ones) as they are."""
     _refuse_shape_sessions(shape_sessions)
-    return LoadOptions(_build_provider_options(built), _per_model(built))
+    return LoadOptions(str(find_ort_library()), _build_provider_options(built), _per_model(built))
+
+
+def _openvino_properties(manifest: Manifest, built: BackendBuild) -> dict[str, str]:
+    """OpenVINO's properties for every model: the build's precision (bf16 refused on a CPU
+    without bf16 instructions) and the compiled-model cache inside the engine dir."""
+    precision = str(_facts(built).get("precision", "fp32"))
+    if precision == "bf16":
+        fast, why = bf16_support(cpu_flags())
+        if not fast:
+            raise BackendError(
+                f"{manifest.root}: its openvino build is bf16, but {why}; rebuild it here "
+                f"(`w2sd build {manifest.root} --backend openvino`: fp32 on this CPU)"
+            )
+    return {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "CACHE_DIR": str(manifest.path("openvino/cache")),
+    }
 
 
 def _openvino(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
-    """The cache inside the engine dir (only where OpenVINO can read its cache back), and the
-    static-shape UNet sessions: the build's count unless the caller chose one."""
-    opts = _build_provider_options(built)
-    if openvino_cache_support(find_ort_library("openvino"))[0]:
-        opts["cache_dir"] = str(manifest.path("openvino/cache"))
+    """OpenVINO's C library and properties, and the static-shape UNet models: the build's
+    count unless the caller chose one."""
+    library = str(require_openvino_c_library())
+    opts = _openvino_properties(manifest, built)
     facts = _facts(built)
     sessions = int(facts.get("unet_shape_sessions", 0))
     if shape_sessions is not None:
@@ -70,7 +90,7 @@ def _openvino(manifest: Manifest, built: BackendBuild, shape_sessions: int | Non
         (int(s["unet"]), {k: int(v) for k, v in s.items() if k != "unet"})
         for s in facts.get("warm_unet_shapes", [])
     ]
-    return LoadOptions(opts, _per_model(built), sessions, warm if sessions else [])
+    return LoadOptions(library, opts, {}, sessions, warm if sessions else [])
 
 
 def _tensorrt(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
@@ -82,7 +102,7 @@ def _tensorrt(manifest: Manifest, built: BackendBuild, shape_sessions: int | Non
             f"relative EP-context paths; run `w2sd build {manifest.root} --backend "
             "tensorrt`"
         )
-    return LoadOptions(_build_provider_options(built), _per_model(built))
+    return LoadOptions(str(find_ort_library()), _build_provider_options(built), _per_model(built))
 
 
 _ASSEMBLERS: dict[str, Callable[[Manifest, BackendBuild, int | None], LoadOptions]] = {

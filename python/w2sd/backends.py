@@ -8,7 +8,8 @@ from pathlib import Path
 from . import gpu_libraries
 from .errors import BackendError, InvalidArgumentError, W2SDError
 from .native import core
-from .ort_library import find_ort_library, openvino_library, refuse_second_flavour
+from .openvino_library import require_openvino_c_library
+from .ort_library import find_ort_library
 
 BACKENDS = ("cpu", "openvino", "cuda", "tensorrt")
 
@@ -20,20 +21,18 @@ class BackendStatus:
     reason: str  # why not; "" when available
 
 
-_LOADED: Path | None = None  # the library the core has loaded (once per process)
+_LOADED: Path | None = None  # the ONNX Runtime library the core has loaded (once per process)
 
 
-def _load_library(backend: str | None = None) -> str | None:
+def _load_library() -> str | None:
     """Load ONNX Runtime's library into the core (after the NVIDIA libraries a GPU build
-    needs), the one for `backend` if this process has loaded none yet; the reason it
-    failed, or None."""
+    needs); the reason it failed, or None."""
     global _LOADED
     try:
-        library = find_ort_library(backend)
+        library = find_ort_library()
         if library != _LOADED:
-            refuse_second_flavour(library)
-        gpu_libraries.preload_gpu_libraries(library)
-        core().load_ort_library(str(library))
+            gpu_libraries.preload_gpu_libraries(library)
+            core().load_ort_library(str(library))
         _LOADED = library
     except W2SDError as e:
         return f"ONNX Runtime library unavailable: {e}"
@@ -42,23 +41,35 @@ def _load_library(backend: str | None = None) -> str | None:
     return None
 
 
+def _openvino_status() -> BackendStatus:
+    """OpenVINO's own runtime: its wheel's C library loaded into the core, then the core's
+    probe (compiled in, the CPU plugin loads on this CPU)."""
+    try:
+        core().load_openvino_library(str(require_openvino_c_library()))
+        available, reason = core().backend_availability("openvino")
+    except W2SDError as e:
+        return BackendStatus("openvino", False, str(e))
+    except ImportError as e:
+        return BackendStatus(
+            "openvino", False, f"the compiled core w2sd._core does not import: {e}"
+        )
+    return BackendStatus("openvino", bool(available), str(reason))
+
+
 def backend_status(backend: str | None = None) -> list[BackendStatus]:
     """Every known backend, with whether it is available here and, if not, why. `backend`:
-    the one this process is about to use, which picks ONNX Runtime's library if none is
-    loaded yet (``find_ort_library``)."""
-    failure = _load_library(backend)
-    if failure is not None:
-        return [BackendStatus(b, False, failure) for b in BACKENDS]
+    the one this process is about to use (only it is probed when given)."""
+    names = BACKENDS if backend is None else (backend,)
+    failure = _load_library() if any(b != "openvino" for b in names) else None
     result = []
-    for b in BACKENDS:
+    for b in names:
+        if b == "openvino":
+            result.append(_openvino_status())
+            continue
+        if failure is not None:
+            result.append(BackendStatus(b, False, failure))
+            continue
         available, reason = core().backend_availability(b)
-        side = openvino_library()
-        if b == "openvino" and not available and side is not None:
-            reason += (
-                f"; the OpenVINO build at {side} runs it in a process whose first backend is "
-                "'openvino' and that has not imported the onnxruntime module (or set "
-                f"W2SD_ORT_LIBRARY={side})"
-            )
         if b in ("cuda", "tensorrt") and not available and gpu_libraries.LAST_REPORT.gpu_build:
             why = gpu_libraries.provider_load_error(find_ort_library(), b)
             missing = gpu_libraries.LAST_REPORT.summary()

@@ -25,7 +25,6 @@ from .errors import EngineDirError, InvalidArgumentError, W2SDError, with_contex
 from .images import to_pil, to_uint8_images
 from .manifest import Manifest, load_manifest
 from .native import core, ddim_schedule, scheduler_config, typed
-from .ort_library import find_ort_library
 from .request import ResolvedRequest, SampleRequest
 
 __all__ = ["SampleResult", "W2SDRuntime", "available_backends"]
@@ -143,7 +142,7 @@ class W2SDRuntime:
 
         models = typed(
             core().ModelFiles,
-            library_path=str(find_ort_library(backend)),
+            library_path=options.library_path,
             unet_paths=[path(f"unet{i}") for i in range(len(spec.unets))],
             unet_inputs=list(spec.models.unet.inputs),
             text_encoder_paths=[path(f"text_encoder{i}") for i in range(len(encoders))],
@@ -197,7 +196,7 @@ class W2SDRuntime:
 
     def unet_sessions(self, unet: int = 0) -> list[str]:
         """What UNet artifact `unet` has sessions for: the input shapes of each static-shape
-        session (OpenVINO's reshape_input form), then "dynamic" for one that takes any."""
+        model, as "sample[2,4,32,32],timestep[1],...", then "dynamic" for one that takes any."""
         return list(self._engine.unet_sessions(unet))
 
     @property

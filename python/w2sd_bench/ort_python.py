@@ -3,6 +3,7 @@ Runtime's Python API and numpy, over the same exported ONNX models (not the C++ 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,33 @@ from w2sd.tokenizer import ClipTokenizer
 
 
 class OrtPythonW2SD:
-    def __init__(self, engine_dir: str | Path, backend: str = "cpu") -> None:
-        import onnxruntime as ort
+    """`open_model(name, exported_file)` -> an object with ONNX Runtime's ``run(None, feed)``
+    for each model ("unet0", "text_encoder0", "vae_decoder"); None: ONNX Runtime sessions on
+    the exported models."""
 
+    def __init__(
+        self,
+        engine_dir: str | Path,
+        backend: str = "cpu",
+        open_model: Callable[[str, str], Any] | None = None,
+    ) -> None:
         self.m = load_manifest(engine_dir)
         spec = self.spec = self.m.spec
+        session = open_model or self._ort_sessions(backend)
+        self.unets = [session(f"unet{i}", u.file) for i, u in enumerate(spec.unets)]
+        self.encoders = [
+            session(f"text_encoder{i}", e.file) for i, e in enumerate(spec.text.encoders)
+        ]
+        self.tokenizers = [
+            ClipTokenizer(self.m.path(e.tokenizer), e.max_length, e.pad_token_id)
+            for e in spec.text.encoders
+        ]
+        self.vae = session("vae_decoder", spec.models.vae_decoder.file)
+        self.alphas = np.asarray(spec.scheduler.alphas_cumprod, dtype=np.float32)
+
+    def _ort_sessions(self, backend: str) -> Callable[[str, str], Any]:
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         # The afternoon loop uses ONNX Runtime's own CPU kernels next to the openvino backend.
         providers = {
@@ -27,17 +50,10 @@ class OrtPythonW2SD:
             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
         }[backend]
 
-        def session(rel: str) -> Any:
+        def session(_name: str, rel: str) -> Any:
             return ort.InferenceSession(str(self.m.path(rel)), opts, providers=providers)
 
-        self.unets = [session(u.file) for u in spec.unets]
-        self.encoders = [session(e.file) for e in spec.text.encoders]
-        self.tokenizers = [
-            ClipTokenizer(self.m.path(e.tokenizer), e.max_length, e.pad_token_id)
-            for e in spec.text.encoders
-        ]
-        self.vae = session(spec.models.vae_decoder.file)
-        self.alphas = np.asarray(spec.scheduler.alphas_cumprod, dtype=np.float32)
+        return session
 
     def _encode(self, role: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """`role`'s own pipeline's encoder(s); zeros for "" where that pipeline says so."""

@@ -27,7 +27,7 @@ from .workloads import WORKLOADS, prepare
 # The peers per kind of backend (../shared/PERF-PROTOCOL.md). On a GPU the reference loop
 # ("diffusers", fp32) is the precision oracle; diffusers' own fp16 pipeline, plain and with
 # torch.compile, are the speed peers.
-CPU_BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ddim")
+CPU_BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ov-python", "ddim")
 GPU_BASELINES = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
 BASELINES = tuple(dict.fromkeys(CPU_BASELINES + GPU_BASELINES))
 PIPELINE_PEERS = ("diffusers-pipeline", "diffusers-compile")
@@ -59,10 +59,13 @@ def default_baselines(backend: str) -> tuple[tuple[str, ...], dict[str, str]]:
     time): ask for it by name to run it anyway."""
     if backend in ("cuda", "tensorrt"):
         return GPU_BASELINES, {}
+    absent = {}
+    if backend != "openvino":
+        absent["ov-python"] = "OpenVINO's own loop is the peer of backend 'openvino'"
     fast, why = bf16_support()
-    if fast:
-        return CPU_BASELINES, {}
-    return tuple(b for b in CPU_BASELINES if b != "diffusers-bf16"), {"diffusers-bf16": why}
+    if not fast:
+        absent["diffusers-bf16"] = why
+    return tuple(b for b in CPU_BASELINES if b not in absent), absent
 
 
 def default_cache_dir() -> Path:
@@ -244,8 +247,8 @@ def _systems(
                 "reflection": 0,
             }
             continue
-        if b == "ort-python":
-            systems[b] = {**base, "kind": "ort-python"}
+        if b in ("ort-python", "ov-python"):
+            systems[b] = {**base, "kind": b}
             continue
         found = _sources_and_loras(m)
         if found is None:

@@ -1,7 +1,7 @@
 """One benchmark configuration in its own process: ``python -m w2sd_bench.worker JSON``.
 
 Prints one JSON object (the measurement) on the last line of stdout. Kinds:
-``runtime`` (the C++ runtime; also plain DDIM with T + 2λ steps), ``ort-python``,
+``runtime`` (the C++ runtime; also plain DDIM with T + 2λ steps), ``ort-python``, ``ov-python``,
 ``diffusers`` (the reference loop), ``diffusers-pipeline`` (diffusers' own pipeline, plain
 or compiled: ``peers.py``) and ``peak`` (this machine's fp32 matmul GFLOP/s).
 """
@@ -133,9 +133,15 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_ort_python(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``ort-python``, or ``ov-python`` (the same loop on OpenVINO's Python API)."""
     from .ort_python import OrtPythonW2SD
 
-    loop = OrtPythonW2SD(cfg["engine"], backend=cfg.get("backend", "cpu"))
+    if cfg["kind"] == "ov-python":
+        from .ov_python import ov_python_loop
+
+        loop = ov_python_loop(cfg["engine"])
+    else:
+        loop = OrtPythonW2SD(cfg["engine"], backend=cfg.get("backend", "cpu"))
     x = initial_latents(cfg["seed"], tuple(cfg["latent_shape"]))
     args = (cfg["prompt"], x, cfg["steps"], cfg["reflection"], cfg["guidance"])
     e2e, outs = _measure(cfg, lambda: loop.sample(*args))
@@ -255,6 +261,7 @@ def run_diffusers_pipeline(cfg: dict[str, Any]) -> dict[str, Any]:
 KINDS = {
     "runtime": run_runtime,
     "ort-python": run_ort_python,
+    "ov-python": run_ort_python,
     "diffusers": run_diffusers,
     "diffusers-pipeline": run_diffusers_pipeline,
     "peak": run_peak,

@@ -44,8 +44,10 @@ def add_parser(sub: Any) -> None:
         help="comma-separated: diffusers (the reference loop, fp32), diffusers-bf16 "
         "(torch.autocast bf16 on CPU), diffusers-pipeline (diffusers' own pipeline in fp16 "
         "with DDIM at T + 2λ steps), diffusers-compile (the same, UNet under torch.compile), "
-        "ort-python, ddim (default on a CPU: diffusers, diffusers-bf16 where the CPU has "
-        "amx_bf16/avx512_bf16, ort-python, ddim; on a GPU backend: diffusers, "
+        "ort-python, ov-python (the same plain loop on OpenVINO's Python API and the "
+        "engine's openvino build), ddim (default on a CPU: diffusers, diffusers-bf16 where the "
+        "CPU has amx_bf16/avx512_bf16, ort-python, ov-python for --backend openvino, ddim; "
+        "on a GPU backend: diffusers, "
         "diffusers-pipeline, diffusers-compile, ort-python, ddim; '' for none)",
     )
     p.add_argument(

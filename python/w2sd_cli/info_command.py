@@ -25,12 +25,9 @@ def run(args: argparse.Namespace) -> None:
 
     from w2sd.backends import backend_status
     from w2sd.manifest import load_manifest
-    from w2sd.ort_library import openvino_library
 
     if args.backends or args.engine_dir is None:
-        # The OpenVINO build of ONNX Runtime (where setup installed it) runs every CPU backend:
-        # the library a process asking for 'openvino' would load.
-        for status in backend_status("openvino" if openvino_library() else None):
+        for status in backend_status():
             state = "available" if status.available else f"not available: {status.reason}"
             print(f"{status.name:9s} {state}")
         if args.engine_dir is None:

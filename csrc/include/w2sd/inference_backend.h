@@ -1,6 +1,6 @@
 // The backend interface: what the core needs evaluated, nothing about how.
-// Implementations: OrtCpuBackend and OpenVinoBackend (ONNX Runtime's CPU and OpenVINO
-// execution providers, host memory), OrtCudaBackend (CUDA or TensorRT, device memory).
+// Implementations: OrtCpuBackend (ONNX Runtime's CPU EP) and OpenVinoBackend (OpenVINO's
+// own runtime), host memory; OrtCudaBackend (CUDA or TensorRT, device memory).
 #pragma once
 
 #include <cstdint>
@@ -53,8 +53,8 @@ class InferenceBackend {
   virtual int num_unets() const = 0;
   // Writes the UNet output (same shape as the sample) into out.
   virtual void run_unet(int unet, const UnetInputs& in, float* out) = 0;
-  // What UNet `unet` has sessions for: the reshape_input value of each session compiled for
-  // one static shape, then "dynamic" for one that takes any shape.
+  // What UNet `unet` has sessions for: the input shapes of each session compiled for one
+  // static shape (reshape_input_option's form), then "dynamic" for one that takes any shape.
   virtual std::vector<std::string> unet_sessions(int /*unet*/) const { return {"dynamic"}; }
   virtual int num_text_encoders() const = 0;
   // input_ids (batch, length) -> every output of text encoder `encoder`

@@ -1,7 +1,8 @@
-// InferenceBackend on ONNX Runtime's OpenVINO execution provider (CPU device; bf16 through
-// OpenVINO's load_config), host memory. Each UNet is compiled for the static input shapes
-// it runs (up to unet_shape_sessions), with one dynamic-shape session for any other shape;
-// the weights OpenVINO maps are trimmed while it reads them; one model call at a time.
+// InferenceBackend on OpenVINO's own runtime (its C API, libopenvino_c loaded at run time; CPU
+// device; bf16 through INFERENCE_PRECISION_HINT), host memory. Each UNet is compiled for the
+// static input shapes it runs (up to unet_shape_sessions), with one dynamic-shape model for
+// any other shape; the weights OpenVINO maps are trimmed while it reads them; one model call
+// at a time.
 #pragma once
 
 #include <memory>
@@ -16,20 +17,21 @@
 namespace w2sd {
 
 struct OpenVinoBackendConfig {
+  // The model files (ONNX or OpenVINO IR) and their input/output names; library_path is
+  // OpenVINO's C library (libopenvino_c.so.*), intra_op_threads its INFERENCE_NUM_THREADS.
   OrtBackendConfig models;
-  // The execution provider's options (device_type, precision, load_config, cache_dir,
-  // num_of_threads, num_streams).
-  OptionList provider_options;
-  // Static-shape sessions per UNet (0: one dynamic-shape session per UNet). Dynamic shapes
-  // make OpenVINO's CPU plugin re-prepare its kernels whenever the batch changes.
+  // OpenVINO properties for every model compiled (INFERENCE_PRECISION_HINT, CACHE_DIR, ...).
+  OptionList properties;
+  // Static-shape compiled models per UNet (0: one dynamic-shape model per UNet). Dynamic
+  // shapes make OpenVINO's CPU plugin re-prepare its kernels whenever the batch changes.
   int unet_shape_sessions = 0;
   // Shapes compiled while loading, so that a first request runs at full speed: {unet index,
-  // shape}. A UNet with none gets its dynamic session at load (every model is checked then).
+  // shape}. A UNet with none gets its dynamic model at load (every model is checked then).
   std::vector<std::pair<int, UnetShape>> warm_unet_shapes;
 };
 
-// "" if the OpenVINO execution provider loads with ONNX Runtime's `library_path`, else why.
-std::string probe_openvino(const std::string& library_path);
+// "" if OpenVINO's library is loaded and its CPU plugin loads on this CPU, else why.
+std::string probe_openvino();
 
 class OpenVinoBackend final : public InferenceBackend {
  public:

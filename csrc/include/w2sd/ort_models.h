@@ -16,7 +16,9 @@ struct OrtModelNames {
 };
 
 struct OrtBackendConfig {
-  std::string library_path;                     // libonnxruntime.so.* to load
+  // The library to load: libonnxruntime.so.* (ONNX Runtime backends) or libopenvino_c.so.*
+  // (openvino).
+  std::string library_path;
   std::vector<std::string> unet_paths;          // one per distinct UNet artifact
   std::vector<std::string> text_encoder_paths;  // one (SD 1.x/2.x) or two (SDXL)
   std::string vae_decoder_path;
@@ -31,5 +33,8 @@ struct OrtBackendConfig {
   // off, the peak is what the largest call needs (big images on a tight machine).
   bool cpu_memory_arena = true;
 };
+
+// Throws kInvalidArgument unless `config` names a loadable set of models.
+void check_models(const OrtBackendConfig& config);
 
 }  // namespace w2sd
