@@ -71,6 +71,9 @@ def build_cuda(manifest: Manifest, log: Callable[[str], None] | None = None) -> 
         fused_ops=fused,
         fp32_attention=fp32_attention,
         io="float32",
+        # UNet calls replay CUDA graphs (ONNX Runtime's enable_cuda_graph, one graph per lane
+        # and input shape; w2sd.backend_options); W2SDRuntime(..., cuda_graphs=False) opts out.
+        cuda_graphs=True,
     )
 
 

@@ -57,6 +57,26 @@ def test_fp16_parity_with_reference(gpu_runtime, reference, inversion, weak_guid
     assert _psnr(img, ref.images) >= REDUCED_PRECISION_MIN_PSNR_DB
 
 
+def test_cuda_graph_replays_equal_launched_calls_bit_for_bit(engine_dir):  # type: ignore[no-untyped-def]
+    """UNet calls through CUDA graphs (the cuda build's default: captured on first use,
+    then replayed) give the same latents, bit for bit, as the same engine launching every
+    kernel; the guided and the padded-unguided batch share one graph per lane."""
+    from engines.build import build_engine
+
+    build_engine(str(engine_dir), "cuda", log=lambda m: None)
+    graphed = W2SDRuntime(engine_dir, backend="cuda", lanes=2)
+    launched = W2SDRuntime(engine_dir, backend="cuda", lanes=2, cuda_graphs=False)
+    x = initial_latents(5, (1, 4, 8, 8))
+    kw = dict(num_inference_steps=10, reflection_steps=5, strong_guidance=7.5, weak_guidance=5.0)
+    want = launched.sample("a red bicycle", latents=x, output_type="latent", **kw)
+    for _ in range(2):  # the first request captures, the second only replays
+        got = graphed.sample("a red bicycle", latents=x, output_type="latent", **kw)
+        assert np.array_equal(got, want)
+    sessions = graphed.unet_sessions(0)
+    assert sessions[0].startswith("cuda-graph 0: [2,4,8,8]"), sessions
+    assert launched.unet_sessions(0) == ["launched"]
+
+
 def test_device_loop_runs_every_unet_call(gpu_runtime):  # type: ignore[no-untyped-def]
     gpu_runtime.sample("a cat", seed=0, output_type="latent")
     assert gpu_runtime.last_stats["unet_calls"] == 10 + 2 * 5

@@ -188,6 +188,68 @@ def test_the_device_and_stream_are_the_runtimes_own():  # type: ignore[no-untype
     assert trt["device_id"] == "2" and "user_compute_stream" not in trt
 
 
+def test_each_unet_input_shape_gets_its_own_cuda_graph():  # type: ignore[no-untyped-def]
+    """One session's plan: a call with shapes seen before replays their graph; new shapes
+    get the next id while fewer than the maximum exist; beyond it calls are launched (-1)."""
+    guided = [[2, 4, 8, 8], [1], [2, 77, 768]]
+    unguided = [[1, 4, 8, 8], [1], [1, 77, 768]]
+    bigger = [[2, 4, 16, 16], [1], [2, 77, 768]]
+    calls = [guided, unguided, guided, guided, bigger, unguided]
+    assert testing.cuda_graph_ids(4, calls) == [0, 1, 0, 0, 2, 1]
+    assert testing.cuda_graph_ids(2, calls) == [0, 1, 0, 0, -1, 1]
+    assert testing.cuda_graph_ids(0, calls[:2]) == [-1, -1]
+    # Another rank or another text length is another graph.
+    assert testing.cuda_graph_ids(4, [guided, [*guided[:2], [2, 78, 768]]]) == [0, 1]
+    assert testing.MAX_CUDA_GRAPHS_PER_SESSION == 4
+
+
+def test_a_graphed_call_copies_its_inputs_into_fixed_slots():  # type: ignore[no-untyped-def]
+    """Each input is copied into its graph slot before the replay (an input already there
+    is not), the output slot back after; byte counts are the float32 tensors'."""
+    inputs = [(0x1000, [2, 4, 8, 8]), (0x2000, [1]), (0x3000, [2, 77, 768])]
+    slots = [0xA000, 0x2000, 0xC000]
+    before, after = testing.cuda_graph_slot_copies(inputs, slots, (0x4000, [2, 4, 8, 8]), 0xD000)
+    assert before == [(0xA000, 0x1000, 2 * 4 * 8 * 8 * 4), (0xC000, 0x3000, 2 * 77 * 768 * 4)]
+    assert after == (0x4000, 0xD000, 2 * 4 * 8 * 8 * 4)
+    with pytest.raises(InvalidArgumentError, match="3 UNet inputs but 2 graph slots"):
+        testing.cuda_graph_slot_copies(inputs, slots[:2], (0x4000, [2, 4, 8, 8]), 0xD000)
+    with pytest.raises(InvalidArgumentError, match="not allocated"):
+        testing.cuda_graph_slot_copies(inputs, [0, *slots[1:]], (0x4000, [1]), 0xD000)
+
+
+def test_cuda_graphs_follow_the_build_and_the_callers_choice(engine_dir, monkeypatch):  # type: ignore[no-untyped-def]
+    """A cuda build that records cuda_graphs has its UNet sessions ask ONNX Runtime for
+    them (enable_cuda_graph=1); W2SDRuntime(cuda_graphs=False) and older builds do not; the
+    option is refused for other backends."""
+    from w2sd import backend_options
+    from w2sd.backend_options import LoadChoices
+    from w2sd.manifest import load_manifest
+
+    m = load_manifest(engine_dir)
+    built = m.spec.backends["cpu"]  # stands in for a cuda build: only its facts are read
+
+    def unet_options(choices: LoadChoices) -> dict[str, str]:
+        return backend_options.load_options("cuda", m, built, choices).model_provider_options[
+            "unet"
+        ]
+
+    monkeypatch.setitem(built.model_extra, "cuda_graphs", True)
+    assert unet_options(LoadChoices())["enable_cuda_graph"] == "1"
+    assert unet_options(LoadChoices(cuda_graphs=False))["enable_cuda_graph"] == "0"
+    assert testing.wants_cuda_graph(list(unet_options(LoadChoices()).items()))
+    assert not testing.wants_cuda_graph(list(unet_options(LoadChoices(cuda_graphs=False)).items()))
+    monkeypatch.delitem(built.model_extra, "cuda_graphs")
+    assert unet_options(LoadChoices())["enable_cuda_graph"] == "0"
+    assert unet_options(LoadChoices(cuda_graphs=True))["enable_cuda_graph"] == "1"
+    for backend in ("cpu", "tensorrt"):
+        with pytest.raises(InvalidArgumentError, match="CUDA graphs are for backend 'cuda'"):
+            backend_options.load_options(backend, m, built, LoadChoices(cuda_graphs=True))
+    with pytest.raises(InvalidArgumentError, match="cuda_graphs must be True, False or None"):
+        W2SDRuntime(engine_dir, cuda_graphs="yes")  # type: ignore[arg-type]
+    # The last setting wins, as in ONNX Runtime.
+    assert not testing.wants_cuda_graph([("enable_cuda_graph", "1"), ("enable_cuda_graph", "0")])
+
+
 def test_tensorrt_options_are_per_model():  # type: ignore[no-untyped-def]
     common = [("trt_fp16_enable", "1")]
     vae = [("trt_fp16_enable", "0"), ("trt_profile_min_shapes", "latent_sample:1x4x8x8")]
@@ -390,6 +452,7 @@ def test_fp16_unet_is_fused_and_keeps_timestep_embedding_in_fp32(engine_copy):  
     weights = [t for t in model.graph.initializer if len(t.dims) > 1]
     assert weights and all(t.data_type == f16 for t in weights)
     assert entry["fp32_nodes"]["unet0"] >= len(sincos)
+    assert entry["cuda_graphs"] is True
     assert entry["model_precision"] == {
         "unet0": "fp16",
         "unet1": "fp16",

@@ -189,9 +189,9 @@ def test_bf16_build_refused_at_load_on_a_cpu_without_bf16(fp32_run, monkeypatch)
     monkeypatch.setattr(backend_options, "cpu_flags", lambda: {"avx2"})
     monkeypatch.setitem(built.model_extra, "precision", "bf16")
     with pytest.raises(BackendError, match="its openvino build is bf16, but this CPU has none"):
-        backend_options.load_options("openvino", m, built, None)
+        backend_options.load_options("openvino", m, built, backend_options.LoadChoices())
     monkeypatch.setitem(built.model_extra, "precision", "fp32")
-    opts = backend_options.load_options("openvino", m, built, None)
+    opts = backend_options.load_options("openvino", m, built, backend_options.LoadChoices())
     assert opts.provider_options["INFERENCE_PRECISION_HINT"] == "f32"
     assert opts.provider_options["CACHE_DIR"] == str(m.path("openvino/cache"))
     assert opts.library_path == str(openvino_c_library())

@@ -3,10 +3,13 @@
 // the GPU session options, the lane pool, and the error route).
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <new>
+#include <tuple>
 #include <stdexcept>
 
 #include "binding.h"
+#include "w2sd/cuda_graph_plan.h"
 #include "w2sd/cuda_support.h"
 #include "w2sd/ddim_math.h"
 #include "w2sd/device_workspace.h"
@@ -149,12 +152,55 @@ void bind_backend_helpers(py::module_& m) {
   m.attr("GPU_INTRA_OP_THREADS") = kGpuIntraOpThreads;
 }
 
+// The CUDA backend's graph plan on plain integers for addresses (never dereferenced).
+void bind_cuda_graph_plan(py::module_& m) {
+  m.def(
+      "cuda_graph_ids",
+      [](int max_graphs, const std::vector<std::vector<Shape>>& calls) {
+        CudaGraphPlan plan(max_graphs);
+        std::vector<int> ids;
+        for (const auto& shapes : calls) ids.push_back(plan.graph_for(shapes));
+        return ids;
+      },
+      py::arg("max_graphs"), py::arg("calls"),
+      "The gpu_graph_id each UNet call (its input shapes) gets from one session's plan, in "
+      "call order (-1: launched).");
+  using Addressed = std::pair<uintptr_t, Shape>;
+  using Copy = std::tuple<uintptr_t, uintptr_t, size_t>;
+  m.def(
+      "cuda_graph_slot_copies",
+      [](const std::vector<Addressed>& inputs, const std::vector<uintptr_t>& slots,
+         const Addressed& output, uintptr_t output_slot) {
+        std::vector<TensorRef> in;
+        for (const auto& a : inputs) in.push_back({reinterpret_cast<const void*>(a.first), a.second});
+        std::vector<void*> s;
+        for (uintptr_t p : slots) s.push_back(reinterpret_cast<void*>(p));
+        const SlotCopies c =
+            slot_copies(in, s, {reinterpret_cast<const void*>(output.first), output.second},
+                        reinterpret_cast<void*>(output_slot));
+        auto as_tuple = [](const SlotCopy& x) {
+          return Copy{reinterpret_cast<uintptr_t>(x.dst), reinterpret_cast<uintptr_t>(x.src),
+                      x.bytes};
+        };
+        std::vector<Copy> before;
+        for (const auto& x : c.before) before.push_back(as_tuple(x));
+        return std::make_pair(before, as_tuple(c.after));
+      },
+      py::arg("inputs"), py::arg("slots"), py::arg("output"), py::arg("output_slot"),
+      "The (dst, src, bytes) copies around one graph replay: inputs into slots, then the "
+      "output slot back.");
+  m.def("wants_cuda_graph", &wants_cuda_graph, py::arg("cuda_options"),
+        "Whether a UNet session's CUDA EP options ask for CUDA graphs.");
+  m.attr("MAX_CUDA_GRAPHS_PER_SESSION") = kMaxGraphsPerSession;
+}
+
 }  // namespace
 
 void bind_testing(py::module_& m) {
   bind_math(m);
   bind_device_layout(m);
   bind_backend_helpers(m);
+  bind_cuda_graph_plan(m);
   py::class_<LanePool>(m, "LanePool", "Lanes checked out one caller at a time.")
       .def(py::init<int>(), py::arg("lanes"))
       .def("acquire", &LanePool::acquire, py::call_guard<py::gil_scoped_release>())

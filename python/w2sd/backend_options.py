@@ -48,10 +48,41 @@ def _refuse_shape_sessions(unet_shape_sessions: int | None) -> None:
         )
 
 
-def _plain(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
-    """cpu and cuda: the build's provider options (and per-model ones) as they are."""
-    _refuse_shape_sessions(shape_sessions)
+@dataclass(frozen=True)
+class LoadChoices:
+    """What the caller of W2SDRuntime chose, None for the build's choice."""
+
+    unet_shape_sessions: int | None = None  # openvino only
+    cuda_graphs: bool | None = None  # cuda only
+
+
+def _plain(manifest: Manifest, built: BackendBuild, choices: LoadChoices) -> LoadOptions:
+    """cpu: the build's provider options (and per-model ones) as they are."""
+    _refuse_shape_sessions(choices.unet_shape_sessions)
+    _refuse_cuda_graphs(choices.cuda_graphs, "cpu")
     return LoadOptions(str(find_ort_library()), _build_provider_options(built), _per_model(built))
+
+
+def _refuse_cuda_graphs(cuda_graphs: bool | None, backend: str) -> None:
+    if cuda_graphs is not None:
+        raise InvalidArgumentError(
+            f"cuda_graphs: CUDA graphs are for backend 'cuda', not {backend!r}",
+            param="cuda_graphs",
+        )
+
+
+def _cuda(manifest: Manifest, built: BackendBuild, choices: LoadChoices) -> LoadOptions:
+    """cuda: the build's options; UNet sessions capture CUDA graphs where the build says so
+    (builds before them do not) unless the caller says otherwise. A session that cannot
+    have them launches its kernels (W2SDRuntime.unet_sessions says why)."""
+    _refuse_shape_sessions(choices.unet_shape_sessions)
+    per_model = _per_model(built)
+    graphs = bool(_facts(built).get("cuda_graphs", False))
+    if choices.cuda_graphs is not None:
+        graphs = choices.cuda_graphs
+    unet = {k: v for k, v in per_model.get("unet", {}).items() if k != "enable_cuda_graph"}
+    per_model["unet"] = {**unet, "enable_cuda_graph": "1" if graphs else "0"}
+    return LoadOptions(str(find_ort_library()), _build_provider_options(built), per_model)
 
 
 def _openvino_properties(manifest: Manifest, built: BackendBuild) -> dict[str, str]:
@@ -71,9 +102,11 @@ def _openvino_properties(manifest: Manifest, built: BackendBuild) -> dict[str, s
     }
 
 
-def _openvino(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
+def _openvino(manifest: Manifest, built: BackendBuild, choices: LoadChoices) -> LoadOptions:
     """OpenVINO's C library and properties, and the static-shape UNet models: the build's
     count unless the caller chose one."""
+    _refuse_cuda_graphs(choices.cuda_graphs, "openvino")
+    shape_sessions = choices.unet_shape_sessions
     library = str(require_openvino_c_library())
     opts = _openvino_properties(manifest, built)
     facts = _facts(built)
@@ -93,9 +126,10 @@ def _openvino(manifest: Manifest, built: BackendBuild, shape_sessions: int | Non
     return LoadOptions(library, opts, {}, sessions, warm if sessions else [])
 
 
-def _tensorrt(manifest: Manifest, built: BackendBuild, shape_sessions: int | None) -> LoadOptions:
+def _tensorrt(manifest: Manifest, built: BackendBuild, choices: LoadChoices) -> LoadOptions:
     """The build's per-model profiles and precision, which every TensorRT build must have."""
-    _refuse_shape_sessions(shape_sessions)
+    _refuse_shape_sessions(choices.unet_shape_sessions)
+    _refuse_cuda_graphs(choices.cuda_graphs, "tensorrt")
     if _facts(built).get("model_provider_options") is None:
         raise EngineDirError(
             f"{manifest.root}: its tensorrt build predates per-model profiles and "
@@ -105,17 +139,17 @@ def _tensorrt(manifest: Manifest, built: BackendBuild, shape_sessions: int | Non
     return LoadOptions(str(find_ort_library()), _build_provider_options(built), _per_model(built))
 
 
-_ASSEMBLERS: dict[str, Callable[[Manifest, BackendBuild, int | None], LoadOptions]] = {
+_ASSEMBLERS: dict[str, Callable[[Manifest, BackendBuild, LoadChoices], LoadOptions]] = {
     "cpu": _plain,
     "openvino": _openvino,
-    "cuda": _plain,
+    "cuda": _cuda,
     "tensorrt": _tensorrt,
 }
 
 
 def load_options(
-    backend: str, manifest: Manifest, built: BackendBuild, unet_shape_sessions: int | None
+    backend: str, manifest: Manifest, built: BackendBuild, choices: LoadChoices
 ) -> LoadOptions:
-    """The load options of `backend` for this engine dir's build of it. `unet_shape_sessions`
-    (OpenVINO only): the caller's choice, None for the build's."""
-    return _ASSEMBLERS[backend](manifest, built, unet_shape_sessions)
+    """The load options of `backend` for this engine dir's build of it, with the caller's
+    choices (each refused by a backend it does not apply to)."""
+    return _ASSEMBLERS[backend](manifest, built, choices)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend_options import load_options
+from .backend_options import LoadChoices, load_options
 from .backends import available_backends, require_backend
 from .conditioning import TextConditioner
 from .errors import EngineDirError, InvalidArgumentError, W2SDError, with_context
@@ -96,7 +96,13 @@ class W2SDRuntime:
     ``unet_shape_sessions`` (OpenVINO): how many input shapes each UNet is compiled for, as
     static shapes (faster; each holds its own copy of the weights), beyond which one
     dynamic-shape session serves the rest; None: the build's choice (2: a request size's
-    guided and unguided batch, compiled while loading), 0: dynamic shapes only."""
+    guided and unguided batch, compiled while loading), 0: dynamic shapes only.
+
+    ``cuda_graphs`` (cuda): whether UNet calls replay CUDA graphs (ONNX Runtime's
+    ``enable_cuda_graph``: one graph per lane and UNet input shape, up to four, captured on
+    first use; inputs copied into the graph's fixed buffers); None: the build's choice (on
+    for builds that record it). Where ONNX Runtime refuses a graph for a UNet, its calls are
+    launched kernel by kernel and ``unet_sessions()`` says why."""
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class W2SDRuntime:
         device_id: int = 0,
         memory_arena: bool = True,
         unet_shape_sessions: int | None = None,
+        cuda_graphs: bool | None = None,
     ) -> None:
         require_backend(backend)
         if threads is not None and (not isinstance(threads, int) or threads < 0):
@@ -135,7 +142,14 @@ class W2SDRuntime:
         tokenizers = sorted({e.tokenizer for e in encoders})
         self.manifest.verify(sorted(built.artifacts) + tokenizers, full=verify_checksums)
         facts = built.model_extra or {}
-        options = load_options(backend, self.manifest, built, unet_shape_sessions)
+        if cuda_graphs is not None and not isinstance(cuda_graphs, bool):
+            raise InvalidArgumentError(
+                f"cuda_graphs must be True, False or None, got {cuda_graphs!r}",
+                param="cuda_graphs",
+            )
+        options = load_options(
+            backend, self.manifest, built, LoadChoices(unet_shape_sessions, cuda_graphs)
+        )
 
         def path(name: str) -> str:
             return str(self.manifest.path(files[name]))

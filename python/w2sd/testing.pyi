@@ -43,6 +43,14 @@ def gpu_provider_options(
     common: Sequence[tuple[str, str]],
     model: Sequence[tuple[str, str]],
 ) -> list[tuple[str, str]]: ...
+def cuda_graph_ids(max_graphs: int, calls: Sequence[Sequence[Sequence[int]]]) -> list[int]: ...
+def cuda_graph_slot_copies(
+    inputs: Sequence[tuple[int, Sequence[int]]],
+    slots: Sequence[int],
+    output: tuple[int, Sequence[int]],
+    output_slot: int,
+) -> tuple[list[tuple[int, int, int]], tuple[int, int, int]]: ...
+def wants_cuda_graph(cuda_options: Sequence[tuple[str, str]]) -> bool: ...
 def raise_error(kind: str, param: str = "") -> None: ...
 
 class LanePool:
@@ -57,3 +65,4 @@ class LanePool:
 DEVICE_ALIGNMENT: int
 SLOT_FLOATS: int
 GPU_INTRA_OP_THREADS: int
+MAX_CUDA_GRAPHS_PER_SESSION: int

@@ -42,6 +42,9 @@ class OrtCudaBackend final : public InferenceBackend {
   int num_text_encoders() const override;
   // Device pointers (in.sample, in.text, ..., in.timestep_device, out).
   void run_unet(int unet, const UnetInputs& in, float* out) override;
+  // Lane 0's UNet `unet`: its CUDA graphs (input shapes per graph id), or "launched" (and
+  // why, when graphs were asked for and refused).
+  std::vector<std::string> unet_sessions(int unet) const override;
   // Host pointers in and out: one-off calls outside the loop.
   std::vector<HostTensor> encode_text(int encoder, const int64_t* input_ids, int64_t batch,
                                       int64_t length) override;
