@@ -67,14 +67,24 @@ struct GraphSlots {
   // The slots of graph `id`, allocated on its first call from the tensors' sizes.
   void ensure(int id, const std::vector<TensorRef>& in, const TensorRef& out) {
     if (static_cast<size_t>(id) < outputs.size()) return;
-    std::vector<void*> slots;
-    for (const TensorRef& t : in) {
-      void* p = nullptr;
-      cuda::check_cuda(static_cast<int>(cudaMalloc(&p, t.bytes())), "cudaMalloc (graph slot)");
-      slots.push_back(p);
+    // Ids are handed out in order; a gap means an earlier allocation failed part-way.
+    if (static_cast<size_t>(id) != outputs.size()) {
+      detail::throw_error(ErrorCode::kBackend, "CUDA graph ", id, "'s slots follow ",
+                          outputs.size(), " allocated graphs: an earlier allocation failed");
     }
+    std::vector<void*> slots;
     void* o = nullptr;
-    cuda::check_cuda(static_cast<int>(cudaMalloc(&o, out.bytes())), "cudaMalloc (graph slot)");
+    try {
+      for (const TensorRef& t : in) {
+        slots.push_back(nullptr);
+        cuda::check_cuda(static_cast<int>(cudaMalloc(&slots.back(), t.bytes())),
+                         "cudaMalloc (graph slot)");
+      }
+      cuda::check_cuda(static_cast<int>(cudaMalloc(&o, out.bytes())), "cudaMalloc (graph slot)");
+    } catch (...) {
+      for (void* p : slots) cudaFree(p);  // cudaFree(nullptr) is a no-op
+      throw;
+    }
     inputs.push_back(std::move(slots));
     outputs.push_back(o);
   }
