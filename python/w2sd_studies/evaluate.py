@@ -87,7 +87,7 @@ class EvalOptions:
     options: dict[str, Any] = field(default_factory=dict)  # more SampleRequest fields
 
 
-def _generate(
+def generate(
     rt: Any, opts: EvalOptions, run: dict[str, Any], label: str, log: Callable[[str], None]
 ) -> np.ndarray:
     spec = rt.manifest.spec
@@ -107,6 +107,20 @@ def _generate(
     return np.concatenate(images)
 
 
+def method_runs(opts: EvalOptions) -> dict[str, dict[str, Any]]:
+    """The two methods at the same UNet-call budget: DDIM at T + 2 lambda steps (unless
+    asked otherwise) and W2SD at T steps with lambda reflections."""
+    ddim_steps = opts.ddim_steps or opts.steps + 2 * opts.reflection_steps
+    return {
+        "DDIM": {"num_inference_steps": ddim_steps, "reflection_steps": 0},
+        "W2SD": {
+            "num_inference_steps": opts.steps,
+            "reflection_steps": opts.reflection_steps,
+            **({"inversion": opts.inversion} if opts.inversion else {}),
+        },
+    }
+
+
 def evaluate(opts: EvalOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate with both methods, score, and write results.json / grid.png in out_dir."""
     from w2sd.runtime import W2SDRuntime
@@ -119,19 +133,11 @@ def evaluate(opts: EvalOptions, log: Callable[[str], None] = print) -> dict[str,
     rt = W2SDRuntime(opts.engine_dir, backend=opts.backend, threads=opts.threads)
     if rt.manifest.spec.image is None:
         raise InvalidArgumentError("eval scores images: this engine has no VAE decoder")
-    ddim_steps = opts.ddim_steps or opts.steps + 2 * opts.reflection_steps
-    runs = {
-        "DDIM": {"num_inference_steps": ddim_steps, "reflection_steps": 0},
-        "W2SD": {
-            "num_inference_steps": opts.steps,
-            "reflection_steps": opts.reflection_steps,
-            **({"inversion": opts.inversion} if opts.inversion else {}),
-        },
-    }
+    runs = method_runs(opts)
     prompts = [opts.prompts[i % len(opts.prompts)] for i in range(opts.num_images)]
     images, metrics = {}, {}
     for label, run in runs.items():
-        images[label] = _generate(rt, opts, run, label, log)
+        images[label] = generate(rt, opts, run, label, log)
         metrics[label] = _as_metrics(scorer(images[label], prompts), opts.num_images)
     names = list(metrics["DDIM"])
     result: dict[str, Any] = {

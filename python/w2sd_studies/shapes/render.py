@@ -33,8 +33,12 @@ class Scene:
     top: tuple[str, str]
     bottom: tuple[str, str]
 
-    def prompt(self, relation: str = "above") -> str:
+    def prompt(self, relation: str = "above", colours: bool = True) -> str:
+        """Its caption; with ``colours=False`` the colours are left unsaid ("a circle above
+        a square"), which the minority experiment (``shapes.minority``) asks about."""
         first, second = (self.top, self.bottom) if relation == "above" else (self.bottom, self.top)
+        if not colours:
+            return f"a {first[1]} {relation} a {second[1]}"
         return f"a {first[0]} {first[1]} {relation} a {second[0]} {second[1]}"
 
 
@@ -48,6 +52,19 @@ def parse_prompt(prompt: str) -> Scene | None:
         return None
     first, second = (c1, s1), (c2, s2)
     return Scene(first, second) if rel == "above" else Scene(second, first)
+
+
+_LAYOUT_PROMPT = re.compile(r"^an? (\w+) (above|below) an? (\w+)$")
+
+
+def parse_layout(prompt: str) -> tuple[str, str] | None:
+    """(top shape, bottom shape) of a prompt that names shapes but no colours ("a circle
+    above a square"), or None if it is not one."""
+    m = _LAYOUT_PROMPT.match(prompt.strip().lower())
+    if m is None or m.group(1) not in SHAPES or m.group(3) not in SHAPES:
+        return None
+    first, rel, second = m.groups()
+    return (first, second) if rel == "above" else (second, first)
 
 
 def all_scenes() -> list[Scene]:

@@ -18,7 +18,7 @@ import numpy as np
 from .render import BACKGROUND, COLOURS, parse_prompt
 
 _PALETTE = np.array([BACKGROUND, *COLOURS.values()], np.float32)
-_NAMES = ["background", *COLOURS]
+LABEL_NAMES = ["background", *COLOURS]
 MAX_COLOUR_DISTANCE = 90.0  # RGB distance beyond which a pixel is no palette colour
 MIN_AREA = 8  # pixels: smaller regions are noise, not a shape
 
@@ -86,7 +86,7 @@ def score_image(image: np.ndarray, prompt: str) -> ShapeScore:
     labels = classify_pixels(image)
     found = []
     for colour, shape in (scene.top, scene.bottom):
-        region = largest_region(labels == _NAMES.index(colour))
+        region = largest_region(labels == LABEL_NAMES.index(colour))
         if region.sum() < MIN_AREA:
             found.append(None)
         else:

@@ -1,14 +1,15 @@
-"""Train the shapes text-to-image pair that ``w2sd demo`` ships (python/w2sd_studies/shapes/models).
+"""Train the shapes world's base text-to-image model (shipped as
+python/w2sd_studies/shapes/models/base; ``shapes.finetune`` makes the demo's models from it).
 
 Draws its own dataset (python/w2sd_studies/shapes/render.py), then trains, on the CPU:
 1. a small VAE (32x32 RGB <-> 4x8x8 latents),
 2. a small CLIP text encoder and UNet together, with the usual epsilon loss and 10%
    empty captions (for classifier-free guidance).
-The weak model is the text encoder + UNet of an earlier checkpoint of the same run
-(a weight gap: an under-trained model); the strong one is the final checkpoint.
-Deterministic for a given seed, thread count and CPU.
+Writes OUT/strong (the final checkpoint: the base model) and OUT/weak (the text encoder +
+UNet of an earlier checkpoint of the same run: the first shipped pair's weak model, a
+weight gap). Deterministic for a given seed, thread count and CPU (~36 min on 2 vCPUs).
 
-    python -m w2sd_studies.shapes.train --out python/w2sd_studies/shapes/models
+    python -m w2sd_studies.shapes.train --out shapes-train
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +139,75 @@ def encode_all(vae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
 
 
+@dataclass
+class Denoiser:
+    """What the denoiser training updates: the text encoder and the UNet, together."""
+
+    text_encoder: CLIPTextModel
+    unet: UNet2DConditionModel
+
+
+@dataclass
+class Data:
+    """Scaled VAE latents, their captions' token ids, and the empty caption's ids."""
+
+    latents: torch.Tensor
+    ids: torch.Tensor
+    empty_ids: torch.Tensor
+
+
+@dataclass
+class Schedule:
+    steps: int
+    batch: int
+    lr: float
+    warmup: int
+
+
+def train_denoiser(
+    model: Denoiser,
+    data: Data,
+    schedule: Schedule,
+    gen: torch.Generator,
+    after_step: Callable[[int], None] = lambda step: None,
+) -> None:
+    """The epsilon loss with 10% empty captions (for classifier-free guidance), AdamW with
+    a linear warm-up, gradients clipped at 1."""
+    params = list(model.unet.parameters()) + list(model.text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(schedule.warmup, 1))
+    )
+    noise_sched = DDPMScheduler(**scheduler_kwargs())
+    model.text_encoder.train()
+    model.unet.train()
+    t0 = time.perf_counter()
+    for step in range(schedule.steps):
+        idx = torch.randint(0, len(data.latents), (schedule.batch,), generator=gen)
+        batch_ids = data.ids[idx].clone()
+        drop = torch.rand(schedule.batch, generator=gen) < 0.1
+        batch_ids[drop] = data.empty_ids
+        z0 = data.latents[idx]
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, 1000, (schedule.batch,), generator=gen)
+        zt = noise_sched.add_noise(z0, noise, t)
+        cond = model.text_encoder(batch_ids).last_hidden_state
+        loss = F.mse_loss(model.unet(zt, t, cond).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        lr_sched.step()
+        if step % 250 == 0 or step == schedule.steps - 1:
+            log(
+                f"unet step {step}/{schedule.steps}: loss {loss.item():.4f} "
+                f"({time.perf_counter() - t0:.0f}s)"
+            )
+        after_step(step)
+    model.text_encoder.eval()
+    model.unet.eval()
+
+
 def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -157,7 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--out", default="python/w2sd_studies/shapes/models")
+    ap.add_argument("--out", default="shapes-train")
     ap.add_argument("--images", type=int, default=20000)
     ap.add_argument("--vae-steps", type=int, default=1200)
     ap.add_argument("--unet-steps", type=int, default=5000)
@@ -202,40 +274,24 @@ def main() -> None:
 
     text_encoder = make_text_encoder(tok_dir)
     unet = make_unet()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
     log(
         f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, text encoder "
         f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f}M"
     )
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
-    noise_sched = DDPMScheduler(**scheduler_kwargs())
-    t0 = time.perf_counter()
-    for step in range(args.unet_steps):
-        idx = torch.randint(0, len(latents), (args.batch,), generator=gen)
-        batch_ids = ids[idx].clone()
-        drop = torch.rand(args.batch, generator=gen) < 0.1
-        batch_ids[drop] = empty_ids
-        z0 = latents[idx]
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, 1000, (args.batch,), generator=gen)
-        zt = noise_sched.add_noise(z0, noise, t)
-        cond = text_encoder(batch_ids).last_hidden_state
-        loss = F.mse_loss(unet(zt, t, cond).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        if step % 250 == 0 or step == args.unet_steps - 1:
-            log(
-                f"unet step {step}/{args.unet_steps}: loss {loss.item():.4f} "
-                f"({time.perf_counter() - t0:.0f}s)"
-            )
+
+    def keep_weak(step: int) -> None:
         if step + 1 == args.weak_step:
             save_pipeline(out / "weak", vae, text_encoder.eval(), tokenizer, unet.eval())
             text_encoder.train()
             unet.train()
+
+    train_denoiser(
+        Denoiser(text_encoder, unet),
+        Data(latents, ids, empty_ids),
+        Schedule(steps=args.unet_steps, batch=args.batch, lr=1e-3, warmup=200),
+        gen,
+        after_step=keep_weak,
+    )
     save_pipeline(out / "strong", vae, text_encoder.eval(), tokenizer, unet.eval())
     shutil.rmtree(work)
 
