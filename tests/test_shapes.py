@@ -52,21 +52,14 @@ def test_scorer_refuses_a_prompt_it_cannot_judge() -> None:
         score_images(images, ["a red bicycle"])
 
 
-def test_shipped_pair_is_two_small_diffusers_folders() -> None:
-    total = 0
-    for role in ("strong", "weak"):
-        folder = models_dir() / role
-        index = json.loads((folder / "model_index.json").read_text())
-        assert index["_class_name"] == "StableDiffusionPipeline"
-        for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
-            assert (folder / sub).is_dir(), sub
-        total += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert total < 16 * 2**20
-    weights = [
-        (models_dir() / r / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
-        for r in ("strong", "weak")
-    ]
-    assert weights[0] != weights[1]
+def test_shipped_base_model_is_a_small_diffusers_folder() -> None:
+    """The base model (trained by shapes.train; the minority models start from it)."""
+    folder = models_dir() / "base"
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert (folder / sub).is_dir(), sub
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 8 * 2**20
 
 
 def test_mean_ci_is_the_normal_interval() -> None:
@@ -128,9 +121,9 @@ def test_training_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-
 
 @pytest.fixture(scope="module")
 def shapes_engine(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from w2sd_studies.demos import shapes_engine
+    from w2sd_studies.minority_study import minority_engine
 
-    return shapes_engine(tmp_path_factory.mktemp("shapes"), log=lambda m: None)
+    return minority_engine(tmp_path_factory.mktemp("shapes"), "weak", log=lambda m: None)
 
 
 def test_eval_cli_with_a_custom_scorer(shapes_engine, tmp_path):  # type: ignore[no-untyped-def]
