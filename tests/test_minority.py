@@ -124,34 +124,24 @@ def test_shipped_minority_models_share_vae_and_tokenizer() -> None:
     assert total < 40 * 2**20
 
 
+def _finetune(out, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "w2sd_studies.shapes.finetune", "--init"]
+        + [str(models_dir() / "base"), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_finetune_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-def]
-    """Two short runs with the same seeds write byte-identical weights; the strong model
-    and a weak one differ."""
+    """Two short runs with the same seeds write byte-identical weights; the weak model,
+    which continues from the strong one, differs from it."""
     outs = []
     for k in range(2):
         out = tmp_path / f"run{k}"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "w2sd_studies.shapes.finetune",
-                "--init",
-                str(models_dir() / "base"),
-                "--out",
-                str(out),
-                "--models",
-                "strong,weak",
-                "--images",
-                "64",
-                "--steps",
-                "2",
-                "--batch",
-                "8",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        short = ["--images", "64", "--steps", "2", "--weak-steps", "2", "--batch", "8"]
+        proc = _finetune(out, "--models", "strong,weak", *short)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outs.append(out)
     assert sorted(p.name for p in outs[0].iterdir()) == ["strong", "weak"]
@@ -165,24 +155,11 @@ def test_finetune_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-
     assert weights[0, "strong"] != weights[0, "weak"]
 
 
-def test_finetune_refuses_an_unknown_model_name(tmp_path):  # type: ignore[no-untyped-def]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "w2sd_studies.shapes.finetune",
-            "--init",
-            str(models_dir() / "base"),
-            "--out",
-            str(tmp_path),
-            "--models",
-            "strong,weakest",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_finetune_refuses_unknown_models_and_a_weak_one_without_strong(tmp_path):  # type: ignore[no-untyped-def]
+    proc = _finetune(tmp_path, "--models", "strong,weakest", timeout=120)
     assert proc.returncode == 2 and "unknown weakest" in proc.stderr
+    proc = _finetune(tmp_path, "--models", "weak", timeout=120)
+    assert proc.returncode == 2 and "train strong first" in proc.stderr
     assert not any(tmp_path.iterdir())
 
 
