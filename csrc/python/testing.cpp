@@ -5,8 +5,8 @@
 
 #include <cstdint>
 #include <new>
-#include <tuple>
 #include <stdexcept>
+#include <tuple>
 
 #include "binding.h"
 #include "w2sd/cuda_graph_plan.h"
@@ -172,7 +172,8 @@ void bind_cuda_graph_plan(py::module_& m) {
       [](const std::vector<Addressed>& inputs, const std::vector<uintptr_t>& slots,
          const Addressed& output, uintptr_t output_slot) {
         std::vector<TensorRef> in;
-        for (const auto& a : inputs) in.push_back({reinterpret_cast<const void*>(a.first), a.second});
+        for (const auto& a : inputs)
+          in.push_back({reinterpret_cast<const void*>(a.first), a.second});
         std::vector<void*> s;
         for (uintptr_t p : slots) s.push_back(reinterpret_cast<void*>(p));
         const SlotCopies c =

@@ -96,9 +96,9 @@ TensorRef tensor_ref(const Ort::Value& v) {
 }
 
 void copy_async(const SlotCopy& c, cudaStream_t stream) {
-  cuda::check_cuda(static_cast<int>(cudaMemcpyAsync(c.dst, c.src, c.bytes,
-                                                    cudaMemcpyDeviceToDevice, stream)),
-                   "cudaMemcpyAsync (graph slot)");
+  cuda::check_cuda(
+      static_cast<int>(cudaMemcpyAsync(c.dst, c.src, c.bytes, cudaMemcpyDeviceToDevice, stream)),
+      "cudaMemcpyAsync (graph slot)");
 }
 
 // One UNet call through the session's CUDA graph for its input shapes: the inputs copied
@@ -135,9 +135,9 @@ void run_graphed(GraphSlots& g, NamedSession& s, UnetTensors& t, Ort::RunOptions
                                                     in[i].shape.data(), in[i].shape.size()));
     binding.BindInput(s.inputs[i], fixed.back());
   }
-  Ort::Value fixed_out = Ort::Value::CreateTensor<float>(
-      mem, static_cast<float*>(out_slot), out.bytes() / sizeof(float), out.shape.data(),
-      out.shape.size());
+  Ort::Value fixed_out = Ort::Value::CreateTensor<float>(mem, static_cast<float*>(out_slot),
+                                                         out.bytes() / sizeof(float),
+                                                         out.shape.data(), out.shape.size());
   binding.BindOutput(s.outputs[0], fixed_out);
   s.session->Run(run_options, binding);
   copy_async(copies.after, stream);
@@ -176,10 +176,10 @@ struct OrtCudaBackend::Impl {
 // with compute nodes off the CUDA EP), every lane's sessions launch their kernels instead
 // and unet_sessions() says why.
 std::vector<std::unique_ptr<NamedSession>> OrtCudaBackend::Impl::make_lane_unets(cudaStream_t s,
-                                                                                  bool first_lane) {
+                                                                                 bool first_lane) {
   auto make = [&](const OrtCudaBackendConfig& c) {
-    const Ort::SessionOptions options = ort_call(
-        "UNet session options", [&] { return model_session_options(c, kUnetModel, s); });
+    const Ort::SessionOptions options =
+        ort_call("UNet session options", [&] { return model_session_options(c, kUnetModel, s); });
     std::vector<std::unique_ptr<NamedSession>> lane_unets;
     for (const auto& path : c.base.unet_paths) {
       lane_unets.push_back(make_unet_session(path, c.base.unet_names, options));
