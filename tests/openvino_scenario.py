@@ -33,7 +33,11 @@ def _other_shapes(rt: W2SDRuntime, result: dict[str, Any]) -> None:
 def run(engine: Path, precision: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     build_engine(engine, "openvino", log=lambda m: None, precision=precision)
     cache = engine / "openvino" / "cache"
-    result: dict[str, Any] = {"cache_blobs": len(list(cache.iterdir()))}
+    result: dict[str, Any] = {
+        "cache_blobs": len(list(cache.iterdir())),
+        "cache_bytes": sum(p.stat().st_size for p in cache.iterdir()),
+        "ir_weight_bytes": sum(p.stat().st_size for p in (engine / "openvino").glob("*/model.bin")),
+    }
     rt = W2SDRuntime(engine, backend="openvino")
     sessions = {"at_load": rt.unet_sessions(0)}
     x = initial_latents(4, (1, 4, 8, 8))

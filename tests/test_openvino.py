@@ -117,6 +117,8 @@ def test_build_facts_cache_and_lanes(fp32_run):  # type: ignore[no-untyped-def]
     assert not any(a.startswith("openvino/cache") for a in build["artifacts"])
     assert build["mutable"] == ["openvino/cache"]
     assert got["cache_blobs"] > 0  # compiled at build time
+    # Weightless blobs (CACHE_MODE=OPTIMIZE_SIZE): the weights stay in the IR only.
+    assert got["cache_bytes"] < got["ir_weight_bytes"] / 4
     np.testing.assert_array_equal(got["stale_cache_latents"], got["latents_official"])
     assert got["lanes_equal_sequential"]
 
@@ -194,6 +196,7 @@ def test_bf16_build_refused_at_load_on_a_cpu_without_bf16(fp32_run, monkeypatch)
     opts = backend_options.load_options("openvino", m, built, backend_options.LoadChoices())
     assert opts.provider_options["INFERENCE_PRECISION_HINT"] == "f32"
     assert opts.provider_options["CACHE_DIR"] == str(m.path("openvino/cache"))
+    assert opts.provider_options["CACHE_MODE"] == "OPTIMIZE_SIZE"
     assert opts.library_path == str(openvino_c_library())
 
 
