@@ -102,7 +102,7 @@ def _openvino_properties(manifest: Manifest, built: BackendBuild) -> dict[str, s
         # Weightless blobs: the compiled models' weights are read from the build's IR
         # (model.bin) instead of a second copy in the cache. sd15-256 fp32, AMD EPYC: the
         # cache shrinks from 7.1 GB to 6.3 MB and a fresh process loads in 19 s instead
-        # of 22 s (47 s with the blobs out of the page cache); docs/openvino.md.
+        # of 22-47 s; docs/openvino.md.
         "CACHE_MODE": "OPTIMIZE_SIZE",
     }
 
