@@ -118,6 +118,7 @@ def test_shipped_minority_models_share_vae_and_tokenizer() -> None:
         assert index["_class_name"] == "StableDiffusionPipeline"
         total += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         unets.add((folder / "unet" / "diffusion_pytorch_model.safetensors").read_bytes())
+        assert not [c for c in folder.rglob("config.json") if "_name_or_path" in c.read_text()]
         vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
         assert vae.read_bytes() == (folders["strong"] / vae.relative_to(folder)).read_bytes()
     assert len(unets) == 5
@@ -153,6 +154,8 @@ def test_finetune_script_is_deterministic(tmp_path):  # type: ignore[no-untyped-
     assert weights[0, "strong"] == weights[1, "strong"]
     assert weights[0, "weak"] == weights[1, "weak"]
     assert weights[0, "strong"] != weights[0, "weak"]
+    # No path of the training machine is written into the saved configs.
+    assert not [c for c in outs[0].rglob("config.json") if "_name_or_path" in c.read_text()]
 
 
 def test_finetune_refuses_unknown_models_and_a_weak_one_without_strong(tmp_path):  # type: ignore[no-untyped-def]

@@ -222,6 +222,12 @@ def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
     if out.exists():
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
+    # diffusers records where each model was loaded from (a path of the training machine):
+    # the shipped folders do not need it.
+    for config in out.glob("*/config.json"):
+        fields = json.loads(config.read_text())
+        if fields.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
     log(f"saved {out}")
 
 
