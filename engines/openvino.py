@@ -3,13 +3,17 @@ on the CPU.
 
 The exported ONNX models are converted once to OpenVINO IR (``openvino.convert_model`` /
 ``save_model``, fp32 weights kept: the precision is a compile-time hint) in ``openvino/``,
-checksummed like any build's artifacts. The build then loads the engine once, which fills
-OpenVINO's compiled-model cache in ``openvino/cache`` (``CACHE_DIR``) so that later loads read
-the compiled models back instead of compiling. OpenVINO keys its cache on the model, the
-properties and the CPU: a cache from another CPU or another build is not used and is
-rewritten, never an error, so it is kept out of checksum verification. bf16 comes through
-``INFERENCE_PRECISION_HINT``; it is the default where the CPU has bf16 instructions
-(``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo), fp32 otherwise.
+checksummed like any build's artifacts, and the build loads the engine once to check it.
+Every model loads as it is converted, with dynamic shapes: one compiled model per UNet serves
+every request size, so its weights are held once (a static-shape model per input shape holds
+a copy each). Static-shape UNet models stay a choice at load
+(``W2SDRuntime(..., unet_shape_sessions=2)``: the default request's shapes, recorded here);
+those go through OpenVINO's compiled-model cache in ``openvino/cache`` (``CACHE_DIR``),
+filled when first compiled. OpenVINO keys its cache on the model, the properties and the CPU:
+a cache from another CPU or another build is not used and is rewritten, never an error, so it
+is kept out of checksum verification. bf16 comes through ``INFERENCE_PRECISION_HINT``; it is
+the default where the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16`` in
+/proc/cpuinfo), fp32 otherwise.
 """
 
 from __future__ import annotations
@@ -49,16 +53,17 @@ def choose_precision(requested: str | None, flags: set[str]) -> tuple[str, str]:
     return "fp32", why
 
 
-# Static-shape UNet models per UNet (OpenVinoBackendConfig::unet_shape_sessions): the guided
-# (2B) and the unguided (B) batch of one request size.
-UNET_SHAPE_SESSIONS = 2
+# Static-shape UNet models per UNet at load (OpenVinoBackendConfig::unet_shape_sessions): none,
+# one dynamic-shape model holding the weights once (measured in docs/openvino.md).
+UNET_SHAPE_SESSIONS = 0
 
 
 def default_unet_shapes(manifest: Manifest) -> list[dict[str, int]]:
     """The UNet input shapes the engine's default request runs (one prompt, the default
-    size and guidance), compiled while loading: a role whose guidance is 1 runs the
-    conditional pass alone (batch 1), the others both passes (batch 2). None for a denoiser
-    engine (sized by its latents): its UNets load with dynamic shapes."""
+    size and guidance), compiled while loading where the caller asks for static-shape
+    models: a role whose guidance is 1 runs the conditional pass alone (batch 1), the others
+    both passes (batch 2). None for a denoiser engine (sized by its latents): its UNets load
+    with dynamic shapes."""
     spec = manifest.spec
     if spec.image is None or spec.text is None or spec.latent_channels is None:
         return []
@@ -91,7 +96,7 @@ def build_openvino(
     precision: str | None = None,
 ) -> dict[str, Any]:
     """Convert every model to IR, record the build, then load it once: OpenVINO compiles
-    every model and fills the compiled-model cache."""
+    every model (a load that fails undoes the build)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     chosen, why = choose_precision(precision, cpu_flags())
     log(f"openvino: precision {chosen} ({why})")
@@ -112,9 +117,9 @@ def build_openvino(
         mutable=[CACHE],
     )
     (root / CACHE).mkdir(parents=True, exist_ok=True)
-    log("openvino: compiling every model once to fill the cache")
+    log("openvino: loading the engine once to check it")
     try:
-        _fill_cache(root)
+        _check_loads(root)
     except BaseException:
         # No half-built backend: drop the record and what was written.
         manifest.spec.backends.pop(BACKEND, None)
@@ -124,7 +129,7 @@ def build_openvino(
     return entry
 
 
-def _fill_cache(root: Path) -> None:
+def _check_loads(root: Path) -> None:
     """Load the engine once (in this process: OpenVINO's library shares a process with the
     onnxruntime module and with openvino's Python API)."""
     from w2sd.runtime import W2SDRuntime

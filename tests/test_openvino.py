@@ -80,10 +80,26 @@ def test_fp32_parity_with_reference(fp32_run, reference, inversion):  # type: ig
 
 
 @needs_library
-def test_other_shapes_run_on_the_dynamic_session(fp32_run, reference):  # type: ignore[no-untyped-def]
-    """The UNet is compiled for the default request's shapes while loading (static shapes);
-    a new shape gets a static session of its own while there is room (2 per UNet), then
-    every other shape runs on one dynamic-shape session, as faithfully."""
+def test_one_dynamic_model_per_unet_serves_every_shape(fp32_run, reference):  # type: ignore[no-untyped-def]
+    """The build's default: each UNet loads as one dynamic-shape model (its weights held
+    once), which runs the default request, another size and two prompts as faithfully."""
+    got, build = fp32_run
+    sessions = build["sessions"]
+    assert build["unet_shape_sessions"] == 0
+    assert sessions["at_load"] == sessions["after_other_shapes"] == ["dynamic"]
+    for key, latents, prompt in (
+        ("latents_48px", initial_latents(5, (1, 4, 6, 6)), "a red bicycle"),
+        ("latents_two_prompts", initial_latents(6, (2, 4, 8, 8)), ["a red bicycle", "a cat"]),
+    ):
+        ref = reference.sample(prompt, latents=latents, output_type="latent", **KW)
+        assert_latents_close(got[key], ref.latents)
+
+
+@needs_library
+def test_static_shape_models_when_asked(fp32_run, reference):  # type: ignore[no-untyped-def]
+    """unet_shape_sessions=2: the default request's shapes (recorded by the build) compiled
+    static while loading; a new shape takes the second static place, then every other shape
+    runs on one dynamic-shape model, as faithfully."""
     got, build = fp32_run
     sessions = build["sessions"]
     static = "sample[2,4,8,8],timestep[1],encoder_hidden_states[2,77,32]"
@@ -93,14 +109,14 @@ def test_other_shapes_run_on_the_dynamic_session(fp32_run, reference):  # type: 
         (0, 2, 8),
         (1, 2, 8),
     ]
-    assert sessions["at_load"] == sessions["after_default_size"] == [static]
+    assert sessions["static_at_load"] == sessions["static_after_default_size"] == [static]
     # 48 px took the second static place; two prompts (batch 4) found none left.
-    assert sessions["after_other_shapes"] == [static_48px, static, "dynamic"]
-    assert sessions["dynamic_only"] == ["dynamic"]
+    assert sessions["static_after_other_shapes"] == [static_48px, static, "dynamic"]
+    two_prompts = ["a red bicycle", "a cat"]
     for key, latents, prompt in (
-        ("latents_48px", initial_latents(5, (1, 4, 6, 6)), "a red bicycle"),
-        ("latents_two_prompts", initial_latents(6, (2, 4, 8, 8)), ["a red bicycle", "a cat"]),
-        ("latents_dynamic_only", initial_latents(4, (1, 4, 8, 8)), "a red bicycle"),
+        ("static_latents", initial_latents(4, (1, 4, 8, 8)), "a red bicycle"),
+        ("static_latents_48px", initial_latents(5, (1, 4, 6, 6)), "a red bicycle"),
+        ("static_latents_two_prompts", initial_latents(6, (2, 4, 8, 8)), two_prompts),
     ):
         ref = reference.sample(prompt, latents=latents, output_type="latent", **KW)
         assert_latents_close(got[key], ref.latents)
@@ -116,11 +132,19 @@ def test_build_facts_cache_and_lanes(fp32_run):  # type: ignore[no-untyped-def]
     assert {"openvino/unet0/model.xml", "openvino/unet0/model.bin"} <= set(build["artifacts"])
     assert not any(a.startswith("openvino/cache") for a in build["artifacts"])
     assert build["mutable"] == ["openvino/cache"]
-    assert got["cache_blobs"] > 0  # compiled at build time
-    # Weightless blobs (CACHE_MODE=OPTIMIZE_SIZE): the weights stay in the IR only.
-    assert got["cache_bytes"] < got["ir_weight_bytes"] / 4
-    np.testing.assert_array_equal(got["stale_cache_latents"], got["latents_official"])
+    # Dynamic-shape models compile without the cache (it would only add a hash of the
+    # model to the load); static-shape ones go through it.
+    assert got["cache_after_build"]["blobs"] == got["cache_after_dynamic"]["blobs"] == 0
+    assert got["cache_after_static"]["blobs"] > 0
+    # Weightless blobs (CACHE_MODE=OPTIMIZE_SIZE): the weights stay in the IR only; each
+    # blob is a static-shape UNet's.
+    assert got["cache_after_static"]["largest"] < got["unet_weight_bytes"] / 4
+    np.testing.assert_array_equal(got["stale_cache_latents"], got["static_latents"])
     assert got["lanes_equal_sequential"]
+    # OpenVINO sets and restores the locale while it compiles a static-shape model; two at
+    # once left the process in "C" (and subprocess output undecodable) until they were
+    # made to take turns.
+    assert got["locale_kept"]
 
 
 @needs_library

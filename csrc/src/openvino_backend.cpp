@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -51,6 +53,43 @@ OptionList compile_properties(const OpenVinoBackendConfig& config) {
   return props;
 }
 
+// The properties for a dynamic-shape model: the same without OpenVINO's compiled-model
+// cache, which saves it nothing (it prepares its weights on each shape's first run) and costs
+// a hash of the model per lookup (docs/openvino.md).
+OptionList without_cache(OptionList props) {
+  props.erase(std::remove_if(props.begin(), props.end(),
+                             [](const auto& kv) {
+                               return kv.first == "CACHE_DIR" || kv.first == "CACHE_MODE";
+                             }),
+              props.end());
+  return props;
+}
+
+// Held while a static-shape model compiles: OpenVINO sets and restores the process locale
+// on that path (the compiled-model cache, reshaping), which two threads at once leave
+// clobbered ("C"). Dynamic-shape models compile concurrently.
+std::mutex& static_compile_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Runs every task, on threads of their own (compiling a model is mostly single-threaded),
+// and rethrows the first failure once all have finished.
+void run_concurrently(const std::vector<std::function<void()>>& tasks) {
+  std::vector<std::future<void>> running;
+  running.reserve(tasks.size());
+  for (const auto& task : tasks) running.push_back(std::async(std::launch::async, task));
+  std::exception_ptr first;
+  for (auto& f : running) {
+    try {
+      f.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+}
+
 }  // namespace
 
 std::string probe_openvino() {
@@ -79,10 +118,14 @@ struct UnetModels {
 
 struct OpenVinoBackend::Impl {
   explicit Impl(const OpenVinoBackendConfig& c)
-      : config(c), properties(compile_properties(c)), trim_dirs(mapped_dirs(c)) {}
+      : config(c),
+        properties(compile_properties(c)),
+        dynamic_properties(without_cache(properties)),
+        trim_dirs(mapped_dirs(c)) {}
 
   OpenVinoBackendConfig config;
-  OptionList properties;
+  OptionList properties;          // static-shape models: through the compiled-model cache
+  OptionList dynamic_properties;  // dynamic-shape models: compiled directly
   std::vector<std::unique_ptr<UnetModels>> unets;
   std::vector<std::unique_ptr<ov::CompiledModel>> text_encoders;
   std::unique_ptr<ov::CompiledModel> vae_decoder;
@@ -123,8 +166,11 @@ struct OpenVinoBackend::Impl {
   // it freed returned.
   std::unique_ptr<ov::CompiledModel> compile(const std::string& path, const OrtModelNames& names,
                                              const StaticDims& dims, bool unet, const char* what) {
+    std::unique_lock<std::mutex> one_static_at_a_time(static_compile_mutex(), std::defer_lock);
+    if (!dims.empty()) one_static_at_a_time.lock();
     MappedFileTrimmer trimmer(trim_dirs, kTrimInterval);
-    auto model = std::make_unique<ov::CompiledModel>(path, names, properties, dims, unet, what);
+    const OptionList& props = dims.empty() ? dynamic_properties : properties;
+    auto model = std::make_unique<ov::CompiledModel>(path, names, props, dims, unet, what);
     release_free_heap();
     return model;
   }
@@ -158,26 +204,39 @@ OpenVinoBackend::OpenVinoBackend(const OpenVinoBackendConfig& config) {
     impl_->unets.push_back(std::make_unique<UnetModels>());
     impl_->unets.back()->path = path;
   }
-  std::vector<bool> warmed(m.unet_paths.size(), false);
+  // Each UNet's warm shapes, in the configured order (the first ones take its static places).
+  std::vector<std::vector<UnetShape>> warm(m.unet_paths.size());
   for (const auto& [unet, shape] : config.warm_unet_shapes) {
     W2SD_CHECK_ARG(unet >= 0 && static_cast<size_t>(unet) < m.unet_paths.size(),
                    "warm_unet_shapes: UNet index ", unet, " out of range");
-    impl_->unet_model(static_cast<size_t>(unet), shape);
-    warmed[static_cast<size_t>(unet)] = true;
+    warm[static_cast<size_t>(unet)].push_back(shape);
   }
-  // Every UNet is loaded (and so checked) here: the unwarmed ones as a dynamic model.
-  for (size_t i = 0; i < warmed.size(); ++i) {
-    if (!warmed[i])
-      impl_->unets[i]->dynamic = impl_->compile(m.unet_paths[i], m.unet_names, {}, true, "UNet");
+  // Every model is compiled here, each on a thread of its own: a UNet at its warm shapes,
+  // one after another, or as one dynamic model (so every UNet is loaded and checked), the
+  // text encoders and the VAE.
+  Impl& impl = *impl_;
+  impl.text_encoders.resize(m.text_encoder_paths.size());
+  std::vector<std::function<void()>> tasks;
+  for (size_t i = 0; i < warm.size(); ++i) {
+    tasks.emplace_back([&impl, &m, &warm, i] {
+      for (const auto& shape : warm[i]) impl.unet_model(i, shape);
+      if (warm[i].empty())
+        impl.unets[i]->dynamic = impl.compile(m.unet_paths[i], m.unet_names, {}, true, "UNet");
+    });
   }
   for (size_t i = 0; i < m.text_encoder_paths.size(); ++i) {
-    impl_->text_encoders.push_back(impl_->compile(m.text_encoder_paths[i], m.text_encoder_names[i],
-                                                  {}, false, "text encoder"));
+    tasks.emplace_back([&impl, &m, i] {
+      impl.text_encoders[i] =
+          impl.compile(m.text_encoder_paths[i], m.text_encoder_names[i], {}, false, "text encoder");
+    });
   }
   if (!m.vae_decoder_path.empty()) {
-    impl_->vae_decoder =
-        impl_->compile(m.vae_decoder_path, m.vae_decoder_names, {}, false, "VAE decoder");
+    tasks.emplace_back([&impl, &m] {
+      impl.vae_decoder =
+          impl.compile(m.vae_decoder_path, m.vae_decoder_names, {}, false, "VAE decoder");
+    });
   }
+  run_concurrently(tasks);
 }
 
 OpenVinoBackend::~OpenVinoBackend() = default;

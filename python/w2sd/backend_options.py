@@ -99,10 +99,8 @@ def _openvino_properties(manifest: Manifest, built: BackendBuild) -> dict[str, s
     return {
         "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         "CACHE_DIR": str(manifest.path("openvino/cache")),
-        # Weightless blobs: the compiled models' weights are read from the build's IR
-        # (model.bin) instead of a second copy in the cache. sd15-256 fp32, AMD EPYC: the
-        # cache shrinks from 7.1 GB to 6.3 MB and a fresh process loads in 19 s instead
-        # of 22-47 s; docs/openvino.md.
+        # Weightless blobs: the weights are read from the build's IR (model.bin), not
+        # kept a second time in the cache (docs/openvino.md).
         "CACHE_MODE": "OPTIMIZE_SIZE",
     }
 

@@ -94,9 +94,10 @@ class W2SDRuntime:
     machine (SDXL at 1024 px in 24 GiB).
 
     ``unet_shape_sessions`` (OpenVINO): how many input shapes each UNet is compiled for, as
-    static shapes (faster; each holds its own copy of the weights), beyond which one
-    dynamic-shape session serves the rest; None: the build's choice (2: a request size's
-    guided and unguided batch, compiled while loading), 0: dynamic shapes only.
+    static shapes (each holds its own copy of the weights and loads slower; on some CPUs
+    they run a little faster), beyond which one dynamic-shape session serves the rest;
+    None: the build's choice (0: one dynamic-shape model per UNet, its weights held once),
+    2: the default request's guided and unguided batch compiled while loading.
 
     ``cuda_graphs`` (cuda): whether UNet calls replay CUDA graphs (ONNX Runtime's
     ``enable_cuda_graph``: one graph per lane and UNet input shape, up to four, captured on
