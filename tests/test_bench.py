@@ -27,6 +27,8 @@ REQUIRED = {
     "peak_rss_bytes",
     "load_s",
     "checksum_s",
+    "first_request_s",
+    "first_request_ratio",
     "machine",
     "baselines",
     "roofline",
@@ -96,7 +98,34 @@ def test_bench_tiny_writes_json_and_chart(tmp_path):  # type: ignore[no-untyped-
     assert r["throughput"]["concurrency"] == 2
     assert 0 < r["checksum_s"] < r["load_s"]  # the load includes the checks it ran
     assert "engine load " in proc.stdout
+    # The first request after the load (here the one timed run: no warm-up), beside the
+    # steady median; how it is timed apart is tested below.
+    assert r["first_request_s"] == pytest.approx(r["e2e_s"]["median"])
+    assert r["first_request_ratio"] == pytest.approx(1.0)
+    assert "first request after load" in proc.stdout
     assert png.stat().st_size > 0 and "w2sd runtime" in proc.stdout
+
+
+@pytest.mark.parametrize("warmup,first", [(1, 5.0), (0, 1.0)])
+def test_the_first_request_is_timed_apart_from_the_steady_ones(monkeypatch, warmup, first):  # type: ignore[no-untyped-def]
+    """The first call after the load (a warm-up's, else the first timed one) is kept on
+    its own; the steady times are the timed calls after the warm-up."""
+    from types import SimpleNamespace
+
+    from w2sd_bench import worker
+
+    clock = [0.0]
+    durations = iter([5.0, 1.0, 2.0, 3.0][1 - warmup :])
+    monkeypatch.setattr(worker, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def run() -> float:
+        clock[0] += next(durations)
+        return clock[0]
+
+    got: list[float] = []
+    times, results = worker._measure({"warmup": warmup, "repeat": 3}, run, got)
+    assert got == [first]
+    assert times == [1.0, 2.0, 3.0] and len(results) == 3
 
 
 def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyped-def]
@@ -116,6 +145,23 @@ def test_default_baselines_follow_the_cpu(monkeypatch):  # type: ignore[no-untyp
     # On a GPU: diffusers' own fp16 pipelines are the peers; the reference loop the oracle.
     gpu = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
     assert runner.default_baselines("cuda") == (gpu, {})
+
+
+def test_static_shapes_peer_is_the_runtime_with_static_unet_models(engine_dir):  # type: ignore[no-untyped-def]
+    """By name only, for backend openvino: the runtime itself, loading its UNets as
+    static-shape models (the default request's shapes), so the choice can be measured."""
+    from w2sd.manifest import load_manifest
+    from w2sd_bench import runner
+
+    assert "static-shapes" not in runner.default_baselines("openvino")[0]
+    m = load_manifest(engine_dir)
+    base = {"steps": 10, "reflection": 5, "backend": "openvino"}
+    absent: dict[str, str] = {}
+    systems = runner._systems(base, ("static-shapes",), m, absent, lambda msg: None)
+    assert systems["static-shapes"] == {**base, "kind": "runtime", "unet_shape_sessions": 2}
+    assert systems["runtime"] == {**base, "kind": "runtime"} and not absent
+    systems = runner._systems({**base, "backend": "cpu"}, ("static-shapes",), m, absent, print)
+    assert set(systems) == {"runtime"} and "backend 'openvino'" in absent["static-shapes"]
 
 
 def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]
@@ -198,6 +244,8 @@ def _fake_worker(times: dict[str, list[float]]):  # type: ignore[no-untyped-def]
             "loop_overhead_s": 0.0,
             "load_s": 0.1,
             "checksum_s": 0.01,
+            "first_request_s": t,
+            "first_request_ratio": 1.0,
         }
 
     return worker

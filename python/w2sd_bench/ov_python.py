@@ -1,7 +1,8 @@
 """Baseline "ov-python": the same plain Python W2SD loop as ``ort-python``, over OpenVINO's own
-Python API on the engine's openvino build (the same IR, precision hint and CPU). Like the
-runtime, and as OpenVINO advises, each UNet is compiled for the static shapes it is called
-with (once per shape, when first seen); text encoders and the VAE are compiled as they are."""
+Python API on the engine's openvino build (the same IR, precision hint and CPU), with the
+build's choice of UNet shapes: one dynamic-shape model per UNet (the default, as the runtime
+loads it) or, where the build records static-shape models, one per input shape (compiled
+when first seen). Text encoders and the VAE are compiled as they are."""
 
 from __future__ import annotations
 
@@ -47,10 +48,12 @@ def ov_python_loop(engine_dir: str | Path) -> OrtPythonW2SD:
     facts = built.model_extra or {}
     hint = "bf16" if facts.get("precision") == "bf16" else "f32"
     config = {"INFERENCE_PRECISION_HINT": hint}
+    static_unets = int(facts.get("unet_shape_sessions", 0)) > 0
     core = ov.Core()
 
     def open_model(name: str, _exported: str) -> _OvModel:
-        return _OvModel(core, m.path(built.files[name]), config, name.startswith("unet"))
+        static = static_unets and name.startswith("unet")
+        return _OvModel(core, m.path(built.files[name]), config, static)
 
     return OrtPythonW2SD(engine_dir, open_model=open_model)
 

@@ -71,6 +71,13 @@ def table(result: dict[str, Any]) -> str:
             f"engine load {r['load_s']:.2f} s, of which SHA-256 checks {r['checksum_s']:.2f} s "
             "(verify_checksums=False skips them)"
         )
+    for name, row in _rows(r):
+        if "first_request_s" in row:
+            lines.append(
+                f"{name}: first request after load {row['first_request_s']:.2f} s, "
+                f"{row['first_request_ratio']:.2f}x the steady median"
+                + ("" if row is r else f"; engine load {row['load_s']:.2f} s")
+            )
     rf = r.get("roofline")
     if rf:
         lines.append(

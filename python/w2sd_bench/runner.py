@@ -29,7 +29,9 @@ from .workloads import WORKLOADS, prepare
 # torch.compile, are the speed peers.
 CPU_BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ov-python", "ddim")
 GPU_BASELINES = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
-BASELINES = tuple(dict.fromkeys(CPU_BASELINES + GPU_BASELINES))
+# Asked for by name only: the runtime itself with static-shape UNet models (openvino).
+OPTIONAL_BASELINES = ("static-shapes",)
+BASELINES = tuple(dict.fromkeys(CPU_BASELINES + GPU_BASELINES + OPTIONAL_BASELINES))
 PIPELINE_PEERS = ("diffusers-pipeline", "diffusers-compile")
 # ISA flags that decide what a CPU can do fast (reported with every result).
 ISA_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
@@ -250,6 +252,14 @@ def _systems(
         if b in ("ort-python", "ov-python"):
             systems[b] = {**base, "kind": b}
             continue
+        if b == "static-shapes":
+            if base.get("backend") != "openvino":
+                absent[b] = "static-shape UNet models are backend 'openvino''s choice"
+                log(f"bench: skipping {b} ({absent[b]})")
+            else:
+                # The default request's guided and unguided batch compiled static.
+                systems[b] = {**base, "kind": "runtime", "unet_shape_sessions": 2}
+            continue
         found = _sources_and_loras(m)
         if found is None:
             absent[b] = "the engine's source folders are gone"
@@ -426,7 +436,8 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     device = [r["peak_device_bytes"] for r in runs if r.get("peak_device_bytes") is not None]
     if device:
         out["peak_device_bytes"] = max(device)
-    for key in ("unet_call_s", "loop_overhead_s", "load_s", "checksum_s"):
+    medians = ("unet_call_s", "loop_overhead_s", "load_s", "checksum_s")
+    for key in (*medians, "first_request_s", "first_request_ratio"):
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)
     return out

@@ -48,7 +48,8 @@ def add_parser(sub: Any) -> None:
         "engine's openvino build), ddim (default on a CPU: diffusers, diffusers-bf16 where the "
         "CPU has amx_bf16/avx512_bf16, ort-python, ov-python for --backend openvino, ddim; "
         "on a GPU backend: diffusers, "
-        "diffusers-pipeline, diffusers-compile, ort-python, ddim; '' for none)",
+        "diffusers-pipeline, diffusers-compile, ort-python, ddim; '' for none); by name "
+        "only: static-shapes (backend openvino with static-shape UNet models)",
     )
     p.add_argument(
         "--concurrency",
