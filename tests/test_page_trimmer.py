@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,33 @@ def test_read_only_mappings_under_the_dirs_are_trimmed(tmp_path):  # type: ignor
 def test_nothing_to_trim_is_zero(tmp_path):  # type: ignore[no-untyped-def]
     assert testing.trim_mapped_files([str(tmp_path)]) == 0
     assert testing.trim_mapped_files([]) == 0
+
+
+def test_no_trimming_pass_runs_while_mappings_are_freed(tmp_path):  # type: ignore[no-untyped-def]
+    """A range read from /proc/self/maps must still be that file's mapping when it is
+    advised: freed and mapped over in between, MADV_DONTNEED would zero the new memory.
+    The backend frees OpenVINO models (what unmaps their weights) under a lock every
+    trimming pass waits for."""
+    data = np.arange(SIZE, dtype=np.uint8)
+    (tmp_path / "model.bin").write_bytes(data.tobytes())
+    weights = _mapped(tmp_path / "model.bin", mmap.ACCESS_READ)
+    passes: list[int] = []
+    seen_while_held: list[list[int]] = []
+
+    def trim() -> None:
+        passes.append(testing.trim_mapped_files([str(tmp_path)]))
+
+    def during() -> None:
+        trimming = threading.Thread(target=trim)
+        trimming.start()
+        trimming.join(timeout=0.5)
+        seen_while_held.append(list(passes))
+        holder.append(trimming)
+
+    holder: list[threading.Thread] = []
+    testing.with_file_mappings_freed(during)
+    holder[0].join()
+    assert seen_while_held == [[]]  # the pass waited for the lock
+    assert passes and passes[0] >= SIZE  # and ran once it was released
+    np.testing.assert_array_equal(np.frombuffer(weights, dtype=np.uint8), data)
+    weights.close()

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <new>
+#include <shared_mutex>
 #include <stdexcept>
 #include <tuple>
 
@@ -124,9 +125,28 @@ void bind_device_layout(py::module_& m) {
 void bind_backend_helpers(py::module_& m) {
   m.def("reshape_input_option", &reshape_input_option, py::arg("names"), py::arg("shape"),
         "How unet_sessions names a UNet's inputs `names` fixed to `shape`.");
-  m.def("trim_mapped_files", &trim_mapped_files, py::arg("dirs"),
-        "Drop the resident pages of read-only file mappings under these folders (the "
-        "OpenVINO backend's weights); returns the bytes advised.");
+  m.def(
+      "trim_mapped_files",
+      [](const std::vector<std::string>& dirs) {
+        py::gil_scoped_release release;
+        return trim_mapped_files(dirs);
+      },
+      py::arg("dirs"),
+      "Drop the resident pages of read-only file mappings under these folders (the "
+      "OpenVINO backend's weights); returns the bytes advised.");
+  m.def(
+      "with_file_mappings_freed",
+      [](const py::function& during) {
+        std::unique_lock<std::shared_mutex> unmapping;
+        {
+          py::gil_scoped_release release;
+          unmapping = std::unique_lock<std::shared_mutex>(file_mapping_mutex());
+        }
+        during();
+      },
+      py::arg("during"),
+      "Call `during` holding the lock the backend holds while it frees OpenVINO models "
+      "(what may unmap their weights): no trimming pass runs meanwhile.");
   m.def(
       "probe_gpu_provider",
       [](const std::string& provider, int device_id) {

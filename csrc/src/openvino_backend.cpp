@@ -22,8 +22,9 @@ namespace {
 constexpr std::chrono::milliseconds kTrimInterval{20};
 using StaticDims = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
-// The folders of the models and of OpenVINO's cache: what OpenVINO memory-maps. Symlinks
-// resolved, as /proc/self/maps names the files.
+// The folders of the models: the IR weights OpenVINO memory-maps, once per model, held by
+// it. Not the cache: its blobs are weightless and mapped only while one is read back.
+// Symlinks resolved, as /proc/self/maps names the files.
 std::vector<std::string> mapped_dirs(const OpenVinoBackendConfig& config) {
   auto resolved = [](const std::string& p) {
     std::error_code error;
@@ -37,9 +38,6 @@ std::vector<std::string> mapped_dirs(const OpenVinoBackendConfig& config) {
   std::set<std::string> dirs;
   for (const auto& p : paths) {
     if (!p.empty()) dirs.insert(resolved(p).parent_path().string());
-  }
-  for (const auto& [key, value] : config.properties) {
-    if (key == "CACHE_DIR" && !value.empty()) dirs.insert(resolved(value).string());
   }
   return {dirs.begin(), dirs.end()};
 }

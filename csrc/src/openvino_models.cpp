@@ -2,7 +2,9 @@
 
 #include <filesystem>
 #include <mutex>
+#include <shared_mutex>
 
+#include "w2sd/page_trimmer.h"
 #include "w2sd/status.h"
 #include "w2sd/unet_shape.h"
 
@@ -16,7 +18,9 @@ constexpr const char* kLoraScaleInput = "lora_scale";
 struct ModelHandle {
   ov_model_t* p = nullptr;
   ~ModelHandle() {
-    if (p) api().ov_model_free(p);
+    if (!p) return;
+    std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
+    api().ov_model_free(p);
   }
 };
 
@@ -106,12 +110,16 @@ CompiledModel::CompiledModel(
         what);
   const ov_status_e status = api().ov_compiled_model_create_infer_request(compiled_, &request_);
   if (status != OK) {
-    api().ov_compiled_model_free(compiled_);
+    {
+      std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
+      api().ov_compiled_model_free(compiled_);
+    }
     check(status, what);
   }
 }
 
 CompiledModel::~CompiledModel() {
+  std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
   api().ov_infer_request_free(request_);
   api().ov_compiled_model_free(compiled_);
 }

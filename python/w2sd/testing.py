@@ -19,6 +19,7 @@ grown_capacity = _testing.grown_capacity
 doubled_batch = _testing.doubled_batch
 reshape_input_option = _testing.reshape_input_option
 trim_mapped_files = _testing.trim_mapped_files
+with_file_mappings_freed = _testing.with_file_mappings_freed
 probe_gpu_provider = _testing.probe_gpu_provider
 gpu_provider_options = _testing.gpu_provider_options
 cuda_graph_ids = _testing.cuda_graph_ids
