@@ -64,6 +64,14 @@ def run(engine: Path, precision: str | None) -> tuple[dict[str, Any], dict[str, 
         np.array_equal(np.stack(rt.sample_many(reqs, lanes=2)), sequential)
     )
     del rt
+    # A fresh load warmed up (one small request through every model) before its first
+    # request.
+    warmed = W2SDRuntime(engine, backend="openvino")
+    result["warm_up"] = warmed.warm_up()
+    result["latents_after_warm_up"] = warmed.sample(
+        "a red bicycle", latents=x, output_type="latent", **KW
+    )
+    del warmed
     # Static-shape models, the caller's choice: the default request's shapes at load.
     static = W2SDRuntime(engine, backend="openvino", unet_shape_sessions=2)
     sessions["static_at_load"] = static.unet_sessions(0)

@@ -137,6 +137,10 @@ def test_v_prediction_engine_matches_numpy_loop(tmp, inversion):  # type: ignore
     assert_latents_close(got, ref.astype(np.float32))
 
 
+def test_a_denoiser_engine_has_no_request_of_its_own_to_warm_up(engine_1d):  # type: ignore[no-untyped-def]
+    assert W2SDRuntime(engine_1d).warm_up() == {}
+
+
 def test_engine_dir_records_an_unconditional_denoiser(engine_1d):  # type: ignore[no-untyped-def]
     m = json.loads((engine_1d / "manifest.json").read_text())
     assert m["family"] == "onnx" and m["text"] is None and m["models"]["vae_decoder"] is None

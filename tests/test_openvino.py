@@ -96,6 +96,20 @@ def test_one_dynamic_model_per_unet_serves_every_shape(fp32_run, reference):  # 
 
 
 @needs_library
+def test_warm_up_runs_every_model_and_keeps_parity(fp32_run, reference):  # type: ignore[no-untyped-def]
+    """warm_up() (what `w2sd serve` runs before taking requests) sends one small request
+    through the text encoder, both UNet roles and the VAE; the request after it is as
+    faithful as on a model that never ran."""
+    got, _ = fp32_run
+    stats = got["warm_up"]
+    assert stats["unet_calls"] == 4 and stats["text_encode_s"] > 0 and stats["vae_decode_s"] > 0
+    ref = reference.sample(
+        "a red bicycle", latents=initial_latents(4, (1, 4, 8, 8)), output_type="latent", **KW
+    )
+    assert_latents_close(got["latents_after_warm_up"], ref.latents)
+
+
+@needs_library
 def test_static_shape_models_when_asked(fp32_run, reference):  # type: ignore[no-untyped-def]
     """unet_shape_sessions=2: the default request's shapes (recorded by the build) compiled
     static while loading; a new shape takes the second static place, then every other shape

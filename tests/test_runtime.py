@@ -88,6 +88,21 @@ def test_engine_dir_is_relocatable(engine_dir, tmp_path):  # type: ignore[no-unt
     np.testing.assert_array_equal(a, b)
 
 
+def test_warm_up_runs_every_model_once_and_changes_no_result(engine_dir, runtime):  # type: ignore[no-untyped-def]
+    fresh = W2SDRuntime(engine_dir)
+    stats = fresh.warm_up()
+    img = fresh.manifest.spec.image
+    assert stats["unet_calls"] == 4  # T 2, λ 1: 2 + 2·1
+    assert stats["text_encode_s"] > 0 and stats["vae_decode_s"] > 0
+    assert stats["height"] == stats["width"] >= img.min_size
+    assert stats["height"] % img.size_multiple == 0 and stats["height"] < img.default_height
+    x = initial_latents(9, (1, 4, 8, 8))
+    np.testing.assert_array_equal(
+        fresh.sample("a cat", latents=x, output_type="np"),
+        runtime.sample("a cat", latents=x, output_type="np"),
+    )
+
+
 def test_concurrent_samples_equal_sequential(runtime):  # type: ignore[no-untyped-def]
     seeds = [1, 2, 3, 4]
     expected = {s: runtime.sample("a cat", seed=s, output_type="latent") for s in seeds}

@@ -53,6 +53,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--grace", type=float, default=30.0, help="seconds in-flight requests get after SIGTERM"
     )
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="take requests as soon as the engine is loaded, without first running one small "
+        "request through every model (the first request then prepares what later ones reuse)",
+    )
     p.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray)")
     p.add_argument(
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> None:
         ),
         api_key=args.api_key,
         grace=args.grace,
+        warm_up=args.warm_up,
     )
     if args.ray:
         from w2sd_serve.ray_app import serve_ray

@@ -7,6 +7,7 @@ let in-flight requests finish within ``--grace`` seconds, exit 0.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     grace: float = 30.0  # seconds in-flight requests get after SIGTERM
+    # One small request through every model before serving: the first user's request then
+    # runs as fast as later ones (W2SDRuntime.warm_up).
+    warm_up: bool = True
 
 
 def build_app(opts: ServeOptions) -> tuple[Any, ImageService]:
@@ -35,6 +39,10 @@ def build_app(opts: ServeOptions) -> tuple[Any, ImageService]:
     runtime = W2SDRuntime(
         opts.engine_dir, backend=opts.backend, threads=opts.threads, lanes=opts.service.lanes
     )
+    if opts.warm_up:
+        t0 = time.perf_counter()
+        runtime.warm_up()
+        print(f"w2sd serve: warmed up in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     service = ImageService(runtime, opts.service)
     app = create_app(service, opts.limits, opts.api_key)
     return BodyLimit(app, opts.limits.max_body_bytes), service
