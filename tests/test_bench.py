@@ -164,6 +164,31 @@ def test_static_shapes_peer_is_the_runtime_with_static_unet_models(engine_dir): 
     assert set(systems) == {"runtime"} and "backend 'openvino'" in absent["static-shapes"]
 
 
+def test_warm_up_peer_times_the_first_request_after_warm_up(engine_dir):  # type: ignore[no-untyped-def]
+    """By name only, on any backend: the runtime warmed up after loading (as `w2sd serve`
+    does); its worker records the warm-up's seconds beside the first request's."""
+    from w2sd.manifest import load_manifest
+    from w2sd_bench import runner, worker
+
+    assert "warm-up" not in runner.default_baselines("cpu")[0]
+    base = {"steps": 4, "reflection": 2, "backend": "cpu"}
+    systems = runner._systems(base, ("warm-up",), load_manifest(engine_dir), {}, print)
+    assert systems["warm-up"] == {**base, "kind": "runtime", "warm_up": True}
+    cfg = {
+        **base,
+        "engine": str(engine_dir),
+        "prompt": "a cat",
+        "seed": 1,
+        "latent_shape": [1, 4, 8, 8],
+        "guidance": {"strong": 7.5, "weak": 5.0, "denoiser": 1.0},
+        "warmup": 0,
+        "repeat": 2,
+    }
+    warmed, cold = worker.run_runtime({**cfg, "warm_up": True}), worker.run_runtime(cfg)
+    assert warmed["warm_up_s"] > 0 and "warm_up_s" not in cold
+    assert warmed["first_request_s"] > 0 and warmed["first_request_ratio"] > 0
+
+
 def test_ort_python_baseline_does_the_same_work(engine_dir, runtime):  # type: ignore[no-untyped-def]
     """The baseline must compute what the runtime computes, or the ratio means nothing."""
     from w2sd_bench.ort_python import OrtPythonW2SD

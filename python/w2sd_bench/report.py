@@ -77,6 +77,7 @@ def table(result: dict[str, Any]) -> str:
                 f"{name}: first request after load {row['first_request_s']:.2f} s, "
                 f"{row['first_request_ratio']:.2f}x the steady median"
                 + ("" if row is r else f"; engine load {row['load_s']:.2f} s")
+                + (f", then warm_up() {row['warm_up_s']:.2f} s" if "warm_up_s" in row else "")
             )
     rf = r.get("roofline")
     if rf:

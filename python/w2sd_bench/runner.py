@@ -29,8 +29,9 @@ from .workloads import WORKLOADS, prepare
 # torch.compile, are the speed peers.
 CPU_BASELINES = ("diffusers", "diffusers-bf16", "ort-python", "ov-python", "ddim")
 GPU_BASELINES = ("diffusers", "diffusers-pipeline", "diffusers-compile", "ort-python", "ddim")
-# Asked for by name only: the runtime itself with static-shape UNet models (openvino).
-OPTIONAL_BASELINES = ("static-shapes",)
+# Asked for by name only: the runtime itself with static-shape UNet models (openvino), and
+# warmed up after loading (W2SDRuntime.warm_up, as `w2sd serve` does).
+OPTIONAL_BASELINES = ("static-shapes", "warm-up")
 BASELINES = tuple(dict.fromkeys(CPU_BASELINES + GPU_BASELINES + OPTIONAL_BASELINES))
 PIPELINE_PEERS = ("diffusers-pipeline", "diffusers-compile")
 # ISA flags that decide what a CPU can do fast (reported with every result).
@@ -252,6 +253,9 @@ def _systems(
         if b in ("ort-python", "ov-python"):
             systems[b] = {**base, "kind": b}
             continue
+        if b == "warm-up":
+            systems[b] = {**base, "kind": "runtime", "warm_up": True}
+            continue
         if b == "static-shapes":
             if base.get("backend") != "openvino":
                 absent[b] = "static-shape UNet models are backend 'openvino''s choice"
@@ -436,7 +440,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     device = [r["peak_device_bytes"] for r in runs if r.get("peak_device_bytes") is not None]
     if device:
         out["peak_device_bytes"] = max(device)
-    medians = ("unet_call_s", "loop_overhead_s", "load_s", "checksum_s")
+    medians = ("unet_call_s", "loop_overhead_s", "load_s", "checksum_s", "warm_up_s")
     for key in (*medians, "first_request_s", "first_request_ratio"):
         if key in out:
             out[key] = statistics.median(r[key] for r in runs)

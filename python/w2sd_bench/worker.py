@@ -93,6 +93,11 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     rt.manifest.verify(sorted(weights), full=True)
     checksum_s = time.perf_counter() - t0
+    warm_up_s = None
+    if cfg.get("warm_up"):  # as `w2sd serve` does before it takes requests
+        t0 = time.perf_counter()
+        rt.warm_up()
+        warm_up_s = time.perf_counter() - t0
     kw = dict(_sample_kwargs(cfg), output_type="np")
 
     def one_run() -> dict[str, Any]:
@@ -126,6 +131,8 @@ def run_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
         "first_request_s": first[0],
         "first_request_ratio": first[0] / statistics.median(e2e),
     }
+    if warm_up_s is not None:
+        result["warm_up_s"] = warm_up_s
     # Peak memory of sequential serving; the concurrent run below adds one activation
     # set per request in flight and is reported on its own.
     result["peak_rss_bytes"] = _peak_rss()

@@ -49,7 +49,8 @@ def add_parser(sub: Any) -> None:
         "CPU has amx_bf16/avx512_bf16, ort-python, ov-python for --backend openvino, ddim; "
         "on a GPU backend: diffusers, "
         "diffusers-pipeline, diffusers-compile, ort-python, ddim; '' for none); by name "
-        "only: static-shapes (backend openvino with static-shape UNet models)",
+        "only: static-shapes (backend openvino with static-shape UNet models), warm-up (the "
+        "runtime warmed up after loading, as w2sd serve does)",
     )
     p.add_argument(
         "--concurrency",
