@@ -380,3 +380,19 @@ def test_max_batch_merges_queued_requests(engine_dir):  # type: ignore[no-untype
             assert results[i].json()["w2sd"]["seed"] == 20 + i
             alone = rt.sample(p, seed=20 + i, output_type="np", **FAST)[0]
             assert_images_match(_pixels(results[i].json()["data"][0]["b64_json"]), alone)
+
+
+@pytest.mark.parametrize("warm_up", [True, False])
+def test_the_server_warms_the_engine_up_before_taking_requests(engine_dir, warm_up):  # type: ignore[no-untyped-def]
+    """By default one small request runs through every model before the app exists (the
+    first user's request then runs as fast as later ones); --no-warm-up skips it."""
+    from w2sd_serve.server import ServeOptions, build_app
+
+    _, service = build_app(ServeOptions(engine_dir=str(engine_dir), warm_up=warm_up))
+    stats = service.runtime.last_stats
+    if warm_up:
+        assert stats["unet_calls"] == 4 and stats["vae_decode_s"] > 0
+        assert stats["height"] == service.runtime.manifest.spec.image.min_size
+    else:
+        assert stats == {}
+    assert service.metrics.unet_calls._value.get() == 0  # not counted as served
