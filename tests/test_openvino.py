@@ -97,7 +97,7 @@ def test_one_dynamic_model_per_unet_serves_every_shape(fp32_run, reference):  # 
 
 @needs_library
 def test_warm_up_runs_every_model_and_keeps_parity(fp32_run, reference):  # type: ignore[no-untyped-def]
-    """warm_up() (what `w2sd serve` runs before taking requests) sends one small request
+    """warm_up() (what `w2sd serve` runs before taking requests) sends one short request
     through the text encoder, both UNet roles and the VAE; the request after it is as
     faithful as on a model that never ran."""
     got, _ = fp32_run

@@ -4,6 +4,7 @@ out of RSS and read back the same bytes; writable mappings and other folders are
 
 from __future__ import annotations
 
+import gc
 import mmap
 import sys
 import threading
@@ -90,7 +91,14 @@ def test_no_trimming_pass_runs_while_mappings_are_freed(tmp_path):  # type: igno
         holder.append(trimming)
 
     holder: list[threading.Thread] = []
-    testing.with_file_mappings_freed(during)
+    # No collection while the lock is held: freeing a runtime left by another test would
+    # take it again on this thread.
+    gc.collect()
+    gc.disable()
+    try:
+        testing.with_file_mappings_freed(during)
+    finally:
+        gc.enable()
     holder[0].join()
     assert seen_while_held == [[]]  # the pass waited for the lock
     assert passes and passes[0] >= SIZE  # and ran once it was released

@@ -392,7 +392,7 @@ def test_the_server_warms_the_engine_up_before_taking_requests(engine_dir, warm_
     stats = service.runtime.last_stats
     if warm_up:
         assert stats["unet_calls"] == 4 and stats["vae_decode_s"] > 0
-        assert stats["height"] == service.runtime.manifest.spec.image.min_size
+        assert stats["height"] == service.runtime.manifest.spec.image.default_height
     else:
         assert stats == {}
     assert service.metrics.unet_calls._value.get() == 0  # not counted as served

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <new>
-#include <shared_mutex>
 #include <stdexcept>
 #include <tuple>
 
@@ -137,10 +136,10 @@ void bind_backend_helpers(py::module_& m) {
   m.def(
       "with_file_mappings_freed",
       [](const py::function& during) {
-        std::unique_lock<std::shared_mutex> unmapping;
+        std::unique_lock<std::mutex> unmapping;
         {
           py::gil_scoped_release release;
-          unmapping = std::unique_lock<std::shared_mutex>(file_mapping_mutex());
+          unmapping = std::unique_lock<std::mutex>(file_mapping_mutex());
         }
         during();
       },

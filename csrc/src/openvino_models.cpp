@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <mutex>
-#include <shared_mutex>
 
 #include "w2sd/page_trimmer.h"
 #include "w2sd/status.h"
@@ -19,7 +18,7 @@ struct ModelHandle {
   ov_model_t* p = nullptr;
   ~ModelHandle() {
     if (!p) return;
-    std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
+    std::lock_guard<std::mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
     api().ov_model_free(p);
   }
 };
@@ -111,7 +110,7 @@ CompiledModel::CompiledModel(
   const ov_status_e status = api().ov_compiled_model_create_infer_request(compiled_, &request_);
   if (status != OK) {
     {
-      std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
+      std::lock_guard<std::mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
       api().ov_compiled_model_free(compiled_);
     }
     check(status, what);
@@ -119,7 +118,7 @@ CompiledModel::CompiledModel(
 }
 
 CompiledModel::~CompiledModel() {
-  std::unique_lock<std::shared_mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
+  std::lock_guard<std::mutex> unmapping(file_mapping_mutex());  // page_trimmer.h
   api().ov_infer_request_free(request_);
   api().ov_compiled_model_free(compiled_);
 }

@@ -29,15 +29,15 @@ bool under(const std::string& path, const std::vector<std::string>& dirs) {
 
 }  // namespace
 
-std::shared_mutex& file_mapping_mutex() {
-  static std::shared_mutex m;
+std::mutex& file_mapping_mutex() {
+  static std::mutex m;
   return m;
 }
 
 size_t trim_mapped_files(const std::vector<std::string>& dirs) {
   size_t advised = 0;
 #if defined(__linux__)
-  std::shared_lock<std::shared_mutex> mappings_stay(file_mapping_mutex());
+  std::lock_guard<std::mutex> mappings_stay(file_mapping_mutex());
   // /proc/self/maps: "start-end perms offset dev inode path"
   std::ifstream maps("/proc/self/maps");
   std::string line;

@@ -10,7 +10,6 @@ neither torch, diffusers nor transformers.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -246,27 +245,19 @@ class W2SDRuntime:
         return self.run(SampleRequest.from_options(prompt, negative_prompt, **options)).output
 
     def warm_up(self) -> dict[str, Any]:
-        """Run one small request (the engine's smallest image, 2 steps, 1 reflection step)
-        through every model, discard it and return its stats. A backend prepares on a
-        model's first run what later runs reuse (OpenVINO repacks a dynamic-shape model's
-        weights then, for every shape), so after this the first real request runs about as
-        fast as later ones; ``w2sd serve`` calls it before it takes requests. An
-        unconditional denoiser engine (sized by the latents each caller passes) has no
-        request of its own to run: {} then."""
+        """Run one short request (the engine's default size and guidance, 2 steps, 1
+        reflection step) through every model, discard it and return its stats. A backend
+        prepares on a model's first run what later runs reuse (OpenVINO repacks a
+        dynamic-shape model's weights, and each shape's first run sets it up; a CUDA graph
+        is captured per shape), so after this the default request runs as fast the first
+        time as later; ``w2sd serve`` calls it before it takes requests. An unconditional
+        denoiser engine (sized by the latents each caller passes) has no request of its
+        own to run: {} then."""
         spec = self.manifest.spec
         if spec.image is None or spec.text is None:
             return {}
-        step = math.lcm(8, spec.image.size_multiple)
-        side = max(step, -(-spec.image.min_size // step) * step)
         request = SampleRequest.from_options(
-            "",
-            None,
-            num_inference_steps=2,
-            reflection_steps=1,
-            seed=0,
-            height=side,
-            width=side,
-            output_type="np",
+            "warm-up", None, num_inference_steps=2, reflection_steps=1, seed=0, output_type="np"
         )
         return self.run(request).stats
 

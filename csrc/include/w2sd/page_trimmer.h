@@ -10,18 +10,18 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace w2sd {
 
-// Held shared by each trimming pass, and exclusively wherever this process frees what may
-// hold a mapping the trimmer advises (an OpenVINO model or compiled model): a range read from
-// /proc/self/maps then stays that file's mapping until it is advised, and the advice never
-// lands on memory mapped over the range since (MADV_DONTNEED would zero it).
-std::shared_mutex& file_mapping_mutex();
+// Held by each trimming pass and wherever this process frees what may hold a mapping the
+// trimmer advises (an OpenVINO model or compiled model; OpenVINO keeps a model's weights
+// mapped until then): a range read from /proc/self/maps stays that file's mapping until it
+// is advised, so the advice never lands on memory mapped over the range (MADV_DONTNEED would
+// zero it). A plain mutex: passes are short, and a free never waits behind a stream of them.
+std::mutex& file_mapping_mutex();
 
 // madvise(MADV_DONTNEED) on every mapping of this process that is backed by a file under
 // one of `dirs`, readable and neither writable nor executable (a private writable mapping
