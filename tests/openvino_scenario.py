@@ -64,7 +64,7 @@ def run(engine: Path, precision: str | None) -> tuple[dict[str, Any], dict[str, 
         np.array_equal(np.stack(rt.sample_many(reqs, lanes=2)), sequential)
     )
     del rt
-    # A fresh load warmed up (one small request through every model) before its first
+    # A fresh load warmed up (one short request through every model) before its first
     # request.
     warmed = W2SDRuntime(engine, backend="openvino")
     result["warm_up"] = warmed.warm_up()

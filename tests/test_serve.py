@@ -384,7 +384,7 @@ def test_max_batch_merges_queued_requests(engine_dir):  # type: ignore[no-untype
 
 @pytest.mark.parametrize("warm_up", [True, False])
 def test_the_server_warms_the_engine_up_before_taking_requests(engine_dir, warm_up):  # type: ignore[no-untyped-def]
-    """By default one small request runs through every model before the app exists (the
+    """By default one short request runs through every model before the app exists (the
     first user's request then runs as fast as later ones); --no-warm-up skips it."""
     from w2sd_serve.server import ServeOptions, build_app
 

@@ -136,10 +136,10 @@ void bind_backend_helpers(py::module_& m) {
   m.def(
       "with_file_mappings_freed",
       [](const py::function& during) {
-        std::unique_lock<std::mutex> unmapping;
+        std::unique_lock<std::mutex> unmapping(file_mapping_mutex(), std::defer_lock);
         {
-          py::gil_scoped_release release;
-          unmapping = std::unique_lock<std::mutex>(file_mapping_mutex());
+          py::gil_scoped_release release;  // a trimming pass may hold it meanwhile
+          unmapping.lock();
         }
         during();
       },

@@ -57,8 +57,9 @@ def add_parser(sub: Any) -> None:
         "--no-warm-up",
         dest="warm_up",
         action="store_false",
-        help="take requests as soon as the engine is loaded, without first running one small "
-        "request through every model (the first request then prepares what later ones reuse)",
+        help="take requests as soon as the engine is loaded, without first running one short "
+        "request at the default size through every model (the first request then prepares "
+        "what later ones reuse)",
     )
     p.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray)")

@@ -29,7 +29,7 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     grace: float = 30.0  # seconds in-flight requests get after SIGTERM
-    # One small request through every model before serving: the first user's request then
+    # One short request at the default size through every model before serving: the first user's request then
     # runs as fast as later ones (W2SDRuntime.warm_up).
     warm_up: bool = True
 
