@@ -29,8 +29,8 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     grace: float = 30.0  # seconds in-flight requests get after SIGTERM
-    # One short request at the default size through every model before serving: the first user's request then
-    # runs as fast as later ones (W2SDRuntime.warm_up).
+    # One short request at the default size through every model before serving: the first
+    # user's request then runs as fast as later ones (W2SDRuntime.warm_up).
     warm_up: bool = True
 
 
